@@ -1,0 +1,111 @@
+"""`from_components`: compose any encoder(s) with any causal LM from configs, folders or hub ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedConfig
+
+from omnifuse.config import DEFAULT_PLACEHOLDERS, ModalitySpec, OmniConfig, encoder_config_from_dict
+from omnifuse.modeling.encoders import _load_pretrained_encoder, select_encoder_config
+
+ComponentSource = str | Path | dict | PreTrainedConfig
+
+
+def as_config(source: ComponentSource) -> PreTrainedConfig:
+    if isinstance(source, PreTrainedConfig):
+        return source
+    if isinstance(source, dict):
+        return encoder_config_from_dict(source)
+    return AutoConfig.from_pretrained(str(source))
+
+
+def is_checkpoint(source: Any) -> bool:
+    """A folder or hub id whose weights should be loaded (configs and dicts build fresh weights)."""
+    return isinstance(source, (str, Path))
+
+
+def projector_for(projector: str | dict, name: str) -> dict[str, Any]:
+    """`projector` is one spec for every modality ("mlp", {"type": ...}) or a map modality -> spec."""
+    if isinstance(projector, dict) and "type" not in projector:
+        projector = projector.get(name, "mlp")
+    return {"type": projector} if isinstance(projector, str) else dict(projector)
+
+
+def modality_specs(
+    sources: dict[str, Any], projector: str | dict, options: dict[str, dict]
+) -> tuple[dict[str, ModalitySpec], dict[str, Any]]:
+    """Specs per modality, plus the encoder modules loaded from checkpoints (to copy weights from)."""
+    specs, loaded = {}, {}
+    for name, source in sources.items():
+        if source is None or source is False:
+            continue
+        extra = {"projector": projector_for(projector, name), **options.get(name, {})}
+        if name == "video" and (source is True or source == "image"):
+            if "image" not in specs:
+                raise ValueError("video shares the image encoder, so an image encoder is needed")
+            specs[name] = ModalitySpec(kind="video", shares_encoder_with="image", **extra)
+            continue
+        if is_checkpoint(source):
+            loaded[name], encoder_config = _load_pretrained_encoder(str(source), name)
+        else:
+            encoder_config = select_encoder_config(as_config(source), name)
+        specs[name] = ModalitySpec(kind=name, encoder=encoder_config.to_dict(), **extra)
+    return specs, loaded
+
+
+def assign_placeholder_ids(
+    specs: dict[str, ModalitySpec], vocab_size: int, tokenizer=None, placeholder_token_ids: dict | None = None
+) -> int:
+    """Give each modality a placeholder token id; returns the vocabulary size the LM needs."""
+    if tokenizer is not None:
+        missing = [s.placeholder for s in specs.values() if s.placeholder not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        for spec in specs.values():
+            spec.placeholder_token_id = tokenizer.convert_tokens_to_ids(spec.placeholder)
+        return max(vocab_size, len(tokenizer))
+    next_id = vocab_size
+    for name, spec in specs.items():
+        given = (placeholder_token_ids or {}).get(name)
+        if given is None:
+            given, next_id = next_id, next_id + 1
+        spec.placeholder_token_id = given
+    return max(vocab_size, next_id, *(s.placeholder_token_id + 1 for s in specs.values()))
+
+
+def compose(
+    model_class,
+    text: ComponentSource,
+    image: ComponentSource | None = None,
+    audio: ComponentSource | None = None,
+    video: ComponentSource | bool | None = None,
+    projector: str | dict = "mlp",
+    *,
+    tokenizer=None,
+    placeholder_token_ids: dict[str, int] | None = None,
+    modality_options: dict[str, dict] | None = None,
+):
+    """Build the composite; see `OmniForConditionalGeneration.from_components`."""
+    sources = {"image": image, "video": video, "audio": audio}
+    specs, loaded_encoders = modality_specs(sources, projector, modality_options or {})
+    unknown = set(modality_options or {}) - set(specs)
+    if unknown:
+        raise ValueError(f"modality_options for absent modalities: {sorted(unknown)}")
+    lm = AutoModelForCausalLM.from_pretrained(str(text)) if is_checkpoint(text) else None
+    text_config = lm.config if lm is not None else as_config(text)
+    vocab = assign_placeholder_ids(specs, text_config.vocab_size, tokenizer, placeholder_token_ids)
+    if lm is not None and vocab != text_config.vocab_size:
+        lm.resize_token_embeddings(vocab, mean_resizing=False)
+    text_config.vocab_size = vocab
+    config = OmniConfig(text_config=text_config, modalities={n: s.to_dict() for n, s in specs.items()})
+    model = model_class(config)
+    if lm is not None:
+        model.language_model.load_state_dict(lm.state_dict())
+    for name, encoder in loaded_encoders.items():
+        model.encoders[name].model.load_state_dict(encoder.state_dict())
+    return model
+
+
+__all__ = ["compose", "DEFAULT_PLACEHOLDERS"]

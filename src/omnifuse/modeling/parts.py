@@ -1,0 +1,61 @@
+"""Named model parts (each encoder, each projector, the LM): freezing and parameter counts.
+
+Training stages are described in these names, e.g. align = only `projector.*` trains.
+
+Example:
+    >>> model.freeze("encoders", "language_model")   # groups or exact parts like "encoder.image"
+    >>> model.parameter_counts()["projector.image"]
+    {'total': 8320, 'trainable': 8320}
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+GROUPS = {"encoders": "encoder.", "projectors": "projector."}
+
+
+class PartsMixin:
+    """Mixed into the composite model; expects `encoders`, `projectors` and `language_model` attributes."""
+
+    def part_modules(self) -> dict[str, nn.Module]:
+        parts = {f"encoder.{name}": module for name, module in self.encoders.items()}
+        parts |= {f"projector.{name}": module for name, module in self.projectors.items()}
+        parts["language_model"] = self.language_model
+        return parts
+
+    def _select_parts(self, names: tuple[str, ...]) -> dict[str, nn.Module]:
+        parts = self.part_modules()
+        selected = {}
+        for name in names:
+            prefix = GROUPS.get(name)
+            matches = {k: v for k, v in parts.items() if (k.startswith(prefix) if prefix else k == name)}
+            if not matches and name not in GROUPS:
+                raise ValueError(f"unknown model part {name!r}; parts: {sorted(parts)}, groups: {sorted(GROUPS)}")
+            selected |= matches
+        return selected
+
+    def set_trainable(self, *names: str, trainable: bool = True) -> None:
+        for module in self._select_parts(names).values():
+            module.requires_grad_(trainable)
+
+    def freeze(self, *names: str) -> None:
+        self.set_trainable(*names, trainable=False)
+
+    def unfreeze(self, *names: str) -> None:
+        self.set_trainable(*names, trainable=True)
+
+    def parameter_counts(self) -> dict[str, dict[str, int]]:
+        """Total and trainable parameters per part (shared tensors counted once, under their first part)."""
+        seen: set[int] = set()
+        counts = {}
+        for name, module in self.part_modules().items():
+            total = trainable = 0
+            for param in module.parameters():
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+                total += param.numel()
+                trainable += param.numel() if param.requires_grad else 0
+            counts[name] = {"total": total, "trainable": trainable}
+        return counts
