@@ -1,0 +1,208 @@
+"""OmniProcessor: messages -> model inputs (token ids with expanded placeholders, media tensors, labels).
+
+Example:
+    >>> processor = OmniProcessor.from_model_config(model.config, tokenizer)
+    >>> inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+    ...                                        return_dict=True, return_tensors="pt")
+    >>> model.generate(**inputs, max_new_tokens=16)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, BatchFeature
+
+from omnifuse.config import ModalitySpec, OmniConfig
+from omnifuse.modeling.tokens import mask_input_name, modality_input_name
+from omnifuse.processing.chat import IGNORE_INDEX, render_segments, tokenize_segments
+from omnifuse.processing.media import MediaError, MediaLimits
+from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia, part_source
+
+PROCESSOR_FILE = "omnifuse_processor.json"
+
+
+@dataclass
+class EncodedSample:
+    """One conversation, tokenized: ids and labels of equal length, media per batch key (in order)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    media: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+
+class OmniProcessor:
+    """Tokenizer + one item processor per modality + chat template, saved together in a folder."""
+
+    def __init__(self, tokenizer, modalities: dict[str, dict], limits: MediaLimits | None = None):
+        self.tokenizer = tokenizer
+        self.config = OmniConfig(text_config={"model_type": "llama"}, modalities=modalities)
+        self.limits = limits or MediaLimits()
+        self.items = {}
+        for name, spec in self.config.modality_specs().items():
+            placeholder_id = tokenizer.convert_tokens_to_ids(spec.placeholder)
+            if placeholder_id != spec.placeholder_token_id:
+                raise ValueError(
+                    f"{name}: tokenizer maps {spec.placeholder!r} to {placeholder_id}, the model expects "
+                    f"{spec.placeholder_token_id}; build the model with this tokenizer (from_components(tokenizer=...))"
+                )
+            self.items[name] = ITEM_PROCESSORS[spec.kind](spec, self.config.encoder_spec_for(name), placeholder_id)
+
+    @classmethod
+    def from_model_config(cls, config: OmniConfig, tokenizer, **kwargs) -> OmniProcessor:
+        return cls(tokenizer, config.modalities, **kwargs)
+
+    @property
+    def specs(self) -> dict[str, ModalitySpec]:
+        return self.config.modality_specs()
+
+    # -- encoding --
+    def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False) -> EncodedSample:
+        """Tokenize one conversation, expanding each placeholder to its item's exact token count."""
+        segments, parts = render_segments(self.tokenizer, messages, add_generation_prompt)
+        ids, labels = tokenize_segments(self.tokenizer, segments)
+        encoded = [self._encode_part(p.kind, p.part, p.item) for p in parts]
+        return self._expand(ids, labels, [p.kind for p in parts], encoded)
+
+    def _encode_part(self, kind: str, part: dict, item: str) -> EncodedMedia:
+        if kind not in self.items:
+            raise MediaError(kind, item, f"this model has no {kind} encoder (modalities: {sorted(self.items)})")
+        try:
+            source = part_source(part, kind)
+        except MediaError as err:
+            raise MediaError(kind, item, err.reason) from err
+        return self.items[kind].encode(source, item, self.limits, self.tokenizer)
+
+    def _expand(
+        self, ids: list[int], labels: list[int], kinds: list[str], encoded: list[EncodedMedia]
+    ) -> EncodedSample:
+        by_id = {proc.placeholder_id: name for name, proc in self.items.items()}
+        queues = {name: [e for k, e in zip(kinds, encoded) if k == name] for name in self.items}
+        found = {name: sum(1 for t in ids if by_id.get(t) == name) for name in self.items}
+        for name in self.items:
+            if found[name] != len(queues[name]):
+                raise ValueError(
+                    f"{name}: the rendered prompt has {found[name]} placeholders but {len(queues[name])} {name} items"
+                )
+        sample = EncodedSample([], [])
+        for token, label in zip(ids, labels):
+            name = by_id.get(token)
+            if name is None:
+                sample.input_ids.append(token)
+                sample.labels.append(label)
+                continue
+            media = queues[name].pop(0)
+            sample.input_ids += media.expansion
+            sample.labels += [IGNORE_INDEX] * len(media.expansion)
+            self._add_media(sample, name, media)
+        return sample
+
+    def _add_media(self, sample: EncodedSample, name: str, media: EncodedMedia) -> None:
+        key = modality_input_name(self.config, name)
+        sample.media.setdefault(key, []).append(media.values)
+        if media.mask is not None:
+            sample.media.setdefault(mask_input_name(key), []).append(media.mask)
+
+    # -- batching --
+    def collate(
+        self, samples: list[EncodedSample], padding_side: str | None = None, with_labels: bool = False
+    ) -> BatchFeature:
+        """Pad to the longest sample; media of all samples are concatenated along the unit axis."""
+        side = padding_side or self.tokenizer.padding_side
+        width = max(len(s.input_ids) for s in samples)
+        pad_id = self.tokenizer.pad_token_id
+        rows, masks, labels = [], [], []
+        for s in samples:
+            pad = width - len(s.input_ids)
+            before, after = (pad, 0) if side == "left" else (0, pad)
+            rows.append([pad_id] * before + s.input_ids + [pad_id] * after)
+            masks.append([0] * before + [1] * len(s.input_ids) + [0] * after)
+            labels.append([IGNORE_INDEX] * before + s.labels + [IGNORE_INDEX] * after)
+        data: dict[str, Any] = {"input_ids": torch.tensor(rows), "attention_mask": torch.tensor(masks)}
+        if with_labels:
+            data["labels"] = torch.tensor(labels)
+        keys = sorted({key for s in samples for key in s.media})
+        for key in keys:
+            data[key] = torch.cat([t for s in samples for t in s.media.get(key, [])], dim=0)
+        return BatchFeature(data=data)
+
+    def apply_chat_template(
+        self,
+        conversation: list[dict] | list[list[dict]],
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+        return_dict: bool = True,
+        return_tensors: str | None = "pt",
+        padding_side: str | None = None,
+        return_labels: bool = False,
+        **kwargs,
+    ):
+        """transformers' call: one conversation or a batch of them -> input_ids, attention_mask, media tensors.
+
+        `return_labels=True` adds `labels` where only assistant tokens (and their turn-end) are supervised.
+        """
+        batch = conversation if conversation and isinstance(conversation[0], list) else [conversation]
+        if not tokenize:
+            rendered = [self.render(c, add_generation_prompt) for c in batch]
+            return rendered if batch is conversation else rendered[0]
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}")
+        samples = [self.encode_conversation(c, add_generation_prompt) for c in batch]
+        out = self.collate(samples, padding_side=padding_side, with_labels=return_labels)
+        return out if return_dict else out["input_ids"]
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        """The prompt as text, placeholders unexpanded (for display and debugging)."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def __call__(self, text: str | list[str], images=None, audios=None, videos=None, padding_side=None) -> BatchFeature:
+        """LLaVA-style call: prompt strings holding placeholders, plus media lists in placeholder order."""
+        texts = [text] if isinstance(text, str) else list(text)
+        pools = {"image": list(images or []), "audio": list(audios or []), "video": list(videos or [])}
+        samples = []
+        for t in texts:
+            ids = self.tokenizer(t, add_special_tokens=False).input_ids
+            kinds = [name for token in ids for name, proc in self.items.items() if token == proc.placeholder_id]
+            encoded = []
+            for n, kind in enumerate(kinds):
+                if not pools.get(kind):
+                    raise ValueError(f"{kind}: the prompt has more placeholders than {kind} items were given")
+                encoded.append(self.items[kind].encode(pools[kind].pop(0), f"{kind} {n}", self.limits, self.tokenizer))
+            samples.append(self._expand(ids, [IGNORE_INDEX] * len(ids), kinds, encoded))
+        leftover = {k: len(v) for k, v in pools.items() if v}
+        if leftover:
+            raise ValueError(f"more media than placeholders in the prompts: {leftover} left over")
+        return self.collate(samples, padding_side=padding_side)
+
+    # -- decoding --
+    def batch_decode(self, ids, **kwargs) -> list[str]:
+        return self.tokenizer.batch_decode(ids, **kwargs)
+
+    def decode(self, ids, **kwargs) -> str:
+        return self.tokenizer.decode(ids, **kwargs)
+
+    # -- persistence --
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(folder)
+        state = {
+            "processor_class": type(self).__name__,
+            "modalities": self.config.modalities,
+            "limits": asdict(self.limits),
+        }
+        (folder / PROCESSOR_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **kwargs) -> OmniProcessor:
+        folder = Path(folder)
+        path = folder / PROCESSOR_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: save the processor with OmniProcessor.save_pretrained")
+        state = json.loads(path.read_text())
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return cls(tokenizer, state["modalities"], limits=MediaLimits(**state.get("limits", {})))
