@@ -1,0 +1,153 @@
+"""The `omnifuse` command. Progress goes to stderr; commands with figures end with one JSON line on stdout.
+
+Exit codes: 0 success, 2 bad input or usage (one-line reason on stderr), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(ValueError):
+    """Bad input the user can fix; reported in one line with exit code 2."""
+
+
+def _emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result, default=str), flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> dict:
+    from omnifuse.demo.pipeline import run_demo
+
+    return run_demo(out_dir=args.out, minutes=args.minutes, seed=args.seed)
+
+
+def cmd_synth(args: argparse.Namespace) -> dict:
+    from omnifuse.data.synthetic import write_benchmark
+
+    if args.n <= 0:
+        raise UsageError(f"--n must be positive, got {args.n}")
+    return write_benchmark(args.out, n=args.n, seed=args.seed, modalities=args.modalities, split=args.split, progress=True)
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from omnifuse.training.recipe import load_recipe
+    from omnifuse.training.trainer import train
+
+    return train(load_recipe(args.recipe, args.overrides))
+
+
+def cmd_eval(args: argparse.Namespace) -> dict:
+    from omnifuse.evaluation.dataset import evaluate_dataset
+
+    result = evaluate_dataset(args.model, args.data, batch_size=args.batch_size, limit=args.limit)
+    result.pop("predictions", None)
+    return {"task": "eval", **result}
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    from omnifuse.evaluation.chat import chat
+
+    media = {"image": args.image, "audio": args.audio, "video": args.video}
+    chat(args.model, args.prompt, media, max_new_tokens=args.max_new_tokens)
+
+
+def cmd_export(args: argparse.Namespace) -> dict:
+    from omnifuse.interop.llava import export_llava
+
+    if args.format != "llava":
+        raise UsageError(f"unsupported export format {args.format!r}; supported: llava")
+    return {"task": "export", "format": "llava", **export_llava(args.model, args.out)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omnifuse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="synthesize the built-in benchmark, train, evaluate, save")
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="write the built-in benchmark as messages JSONL + media")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--modalities", default="image,audio,video,mixed,text")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train per a YAML recipe; resumes from the newest checkpoint")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. stages.0.max_steps=10")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="exact-match accuracy per question type")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N records only")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("chat", help="answer one prompt, streamed")
+    p.add_argument("--model", required=True)
+    p.add_argument("--image")
+    p.add_argument("--audio")
+    p.add_argument("--video")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("prompt")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("export", help="write a transformers-native checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--format", default="llava")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def bad_input_types() -> tuple[type[BaseException], ...]:
+    """Errors that mean the user's input was wrong (exit 2), not that omnifuse broke (exit 1)."""
+    from omnifuse.data.formats import DatasetFormatError
+    from omnifuse.processing.media import MediaError
+
+    types: list[type[BaseException]] = [UsageError, DatasetFormatError, MediaError, FileNotFoundError]
+    for module, name in (("omnifuse.training.recipe", "RecipeError"), ("omnifuse.interop.llava", "ExportError")):
+        try:
+            types.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(types)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], Any] = args.func
+    try:
+        result = func(args)
+    except KeyboardInterrupt:
+        print("omnifuse: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - mapped to exit codes below
+        if isinstance(err, bad_input_types()):
+            print(f"omnifuse {args.command}: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+    if isinstance(result, dict):
+        _emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "Path"]

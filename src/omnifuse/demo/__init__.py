@@ -1,0 +1,1 @@
+"""omnifuse.demo: the main job — the built-in benchmark end to end."""

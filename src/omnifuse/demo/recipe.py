@@ -1,0 +1,93 @@
+"""The demo's embedded recipe: a small model the built-in benchmark can teach on 2 CPU cores.
+
+What matters for learning fast here (see the README's demo section for the measurements):
+- small images (32 px) cut into 4 px patches, so every shape covers several patch tokens;
+- pixel-shuffle projectors: 64 patches -> 16 LM tokens per image, 4 per video frame, and
+  audio frames merged in pairs: short sequences keep each step cheap;
+- no pretrained weights exist offline, so after a short align stage (projectors only, LLaVA's
+  recipe) the instruction stage trains everything ("full"), encoders included;
+- a high peak learning rate with warmup and cosine decay, and decoded media cached in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MINUTES = 8.0
+# Optimizer steps the demo model makes per minute on 2 CPU cores (measured; sets --minutes -> steps).
+STEPS_PER_MINUTE = 150
+ALIGN_FRACTION = 0.1
+
+
+def demo_model() -> dict[str, Any]:
+    """Component configs (fresh weights) and per-modality options."""
+    return {
+        "text": {
+            "model_type": "llama",
+            "hidden_size": 96,
+            "intermediate_size": 384,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 512,
+        },
+        "image": {
+            "model_type": "siglip_vision_model",
+            "image_size": 32,
+            "patch_size": 4,
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
+        "audio": {
+            "model_type": "whisper",
+            "d_model": 64,
+            "encoder_layers": 2,
+            "encoder_attention_heads": 4,
+            "encoder_ffn_dim": 256,
+            "decoder_layers": 1,
+            "decoder_attention_heads": 4,
+            "decoder_ffn_dim": 64,
+            "num_mel_bins": 80,
+            "max_source_positions": 50,
+            "vocab_size": 64,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "decoder_start_token_id": 1,
+        },
+        "video": True,
+        "projector": {
+            "image": {"type": "pixel_shuffle", "factor": 2},
+            "video": {"type": "pixel_shuffle", "factor": 4},
+            "audio": {"type": "pixel_shuffle", "factor": 2},
+        },
+        "modality_options": {"video": {"processing": {"num_frames": 4}}},
+        "tokenizer": {"build": {"vocab_size": 600}},
+    }
+
+
+def demo_recipe(train_file: str | Path, output_dir: str | Path, seed: int, minutes: float) -> dict[str, Any]:
+    """The recipe `omnifuse demo` trains with (also written to OUT/recipe.yaml)."""
+    steps = max(10, int(minutes * STEPS_PER_MINUTE))
+    align_steps = max(1, int(steps * ALIGN_FRACTION))
+    common = {"batch_size": 32, "warmup_ratio": 0.05, "max_grad_norm": 1.0}
+    return {
+        "model": demo_model(),
+        "data": {"train": str(train_file), "cache_media": True},
+        "stages": [
+            {"name": "align", "max_steps": align_steps, "lr": {"projectors": 3e-3}, **common},
+            {
+                "name": "full",
+                "max_steps": steps - align_steps,
+                "lr": {"encoders": 3e-3, "projectors": 3e-3, "language_model": 3e-3},
+                **common,
+            },
+        ],
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "checkpoints": {"every": 500, "keep": 1},
+        "log_every": 10,
+    }
