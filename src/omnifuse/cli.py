@@ -20,7 +20,10 @@ class UsageError(ValueError):
 
 
 def _emit(result: dict[str, Any]) -> None:
-    print(json.dumps(result, default=str), flush=True)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under torchrun, one line, not one per process
+        print(json.dumps(result, default=str), flush=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> dict:
@@ -34,7 +37,9 @@ def cmd_synth(args: argparse.Namespace) -> dict:
 
     if args.n <= 0:
         raise UsageError(f"--n must be positive, got {args.n}")
-    return write_benchmark(args.out, n=args.n, seed=args.seed, modalities=args.modalities, split=args.split, progress=True)
+    return write_benchmark(
+        args.out, n=args.n, seed=args.seed, modalities=args.modalities, split=args.split, progress=True
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> dict:

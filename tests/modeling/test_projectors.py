@@ -71,3 +71,14 @@ def test_unknown_projector_lists_choices():
 
 def test_lengths_mask():
     assert lengths_mask(torch.tensor([1, 3]), 3).tolist() == [[True, False, False], [True, True, True]]
+
+
+def test_norm_option_normalizes_features_first():
+    torch.manual_seed(0)
+    spec = {"type": "mlp", "norm": True}
+    proj = build_projector(spec, in_dim=6, out_dim=4)
+    features = torch.randn(1, 3, 6)
+    shifted = features * 50 + 1000  # a large offset and scale, as raw hidden states can have
+    lengths = torch.tensor([3])
+    assert torch.allclose(proj(features, lengths), proj(shifted, lengths), atol=1e-3)
+    assert proj.output_length(3) == projector_output_length(spec, 3, "sequence") == 3

@@ -60,9 +60,9 @@ def demo_model() -> dict[str, Any]:
         },
         "video": True,
         "projector": {
-            "image": {"type": "pixel_shuffle", "factor": 2},
-            "video": {"type": "pixel_shuffle", "factor": 4},
-            "audio": {"type": "pixel_shuffle", "factor": 2},
+            "image": {"type": "pixel_shuffle", "factor": 2, "norm": True},
+            "video": {"type": "pixel_shuffle", "factor": 4, "norm": True},
+            "audio": {"type": "pixel_shuffle", "factor": 2, "norm": True},
         },
         "modality_options": {"video": {"processing": {"num_frames": 4}}},
         "tokenizer": {"build": {"vocab_size": 600}},

@@ -99,6 +99,11 @@ def compose(
     if lm is not None and vocab != text_config.vocab_size:
         lm.resize_token_embeddings(vocab, mean_resizing=False)
     text_config.vocab_size = vocab
+    if tokenizer is not None:
+        # The tokenizer is the source of truth for special ids, so generation stops at its turn end.
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if getattr(tokenizer, name) is not None:
+                setattr(text_config, name, getattr(tokenizer, name))
     config = OmniConfig(text_config=text_config, modalities={n: s.to_dict() for n, s in specs.items()})
     model = model_class(config)
     if lm is not None:

@@ -47,7 +47,7 @@ def tiny_text_config(
         }
         if family == "gemma":
             kwargs["head_dim"] = hidden // heads
-    return AutoConfig.for_model(family, vocab_size=vocab_size, **specials, **kwargs | overrides)
+    return AutoConfig.for_model(family, vocab_size=vocab_size, **specials | kwargs | overrides)
 
 
 def tiny_vision_config(

@@ -33,15 +33,21 @@ def register_projector(name: str):
 
 
 def build_projector(spec: dict[str, Any], in_dim: int, out_dim: int, layout: str = "sequence") -> Projector:
-    """Instantiate the projector a spec names (`{"type": "mlp", ...}`); `layout` is "grid" or "sequence"."""
+    """Instantiate the projector a spec names (`{"type": "mlp", ...}`); `layout` is "grid" or "sequence".
+
+    `"norm": true` in any spec adds a LayerNorm on the encoder features first: hidden states taken
+    before the encoder's final norm (LLaVA's choice) can grow large enough to drown the content.
+    """
     params = dict(spec)
     name = params.pop("type", "mlp")
+    norm = params.pop("norm", False)
     if name not in PROJECTORS:
         raise ValueError(f"unknown projector {name!r}; available: {sorted(PROJECTORS)}")
     try:
-        return PROJECTORS[name](in_dim=in_dim, out_dim=out_dim, layout=layout, **params)
+        projector = PROJECTORS[name](in_dim=in_dim, out_dim=out_dim, layout=layout, **params)
     except TypeError as err:
         raise ValueError(f"projector {name!r}: bad parameters {params}: {err}") from err
+    return NormalizedInput(projector, in_dim) if norm else projector
 
 
 def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -70,6 +76,22 @@ class Projector(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # every registered subclass implements it
+
+
+class NormalizedInput(Projector):
+    """A projector behind a LayerNorm over its input features (see `build_projector`)."""
+
+    def __init__(self, projector: Projector, in_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.projector = projector
+        self.layout, self.params, self.type_name = projector.layout, projector.params, projector.type_name
+
+    def output_length(self, n_in: int) -> int:
+        return self.projector.output_length(n_in)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.norm(features), lengths)
 
 
 @register_projector("linear")

@@ -1,1 +1,1 @@
-"""omnifuse.training"""
+"""omnifuse.training: recipes, staged training, checkpoints, LoRA, distributed."""

@@ -1,0 +1,98 @@
+"""Training stages in part names: which parts train, with which learning rate, and the log of it.
+
+- `align`: projectors only (encoders and LM frozen), so the LM learns to read the new modality;
+- `sft`: projectors + LM (full, or LoRA adapters on the LM), encoders frozen;
+- `full`: everything.
+
+Example:
+    >>> model = prepare_stage_model(model, StageSection(name="align", max_steps=10))  # doctest: +SKIP
+    >>> print(describe_trainable(model, "align"))  # doctest: +SKIP
+    stage align: training projector.image 2,112/2,112 | frozen encoder.image 44,832, language_model 52,128
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from omnifuse.modeling.model import OmniForConditionalGeneration
+from omnifuse.training.lora import apply_lora, base_of
+from omnifuse.training.recipe import LearningRates, StageSection
+
+STAGE_PARTS: dict[str, tuple[str, ...]] = {
+    "align": ("projectors",),
+    "sft": ("projectors", "language_model"),
+    "full": ("encoders", "projectors", "language_model"),
+}
+
+
+def lr_group(part: str) -> str:
+    """The learning-rate group of a part: "encoder.image" -> "encoders", "language_model" -> itself."""
+    if part.startswith("encoder."):
+        return "encoders"
+    if part.startswith("projector."):
+        return "projectors"
+    return "language_model"
+
+
+def trained_parts(model: OmniForConditionalGeneration, stage_name: str) -> list[str]:
+    """Concrete part names ("projector.image", ...) that a stage trains."""
+    groups = STAGE_PARTS[stage_name]
+    return [part for part in model.part_modules() if lr_group(part) in groups]
+
+
+def prepare_stage_model(model: OmniForConditionalGeneration, stage: StageSection, index: int = 0) -> nn.Module:
+    """Freeze everything, unfreeze the stage's parts; with `lora`, wrap the LM in adapters instead.
+
+    Returns the model to train: `model` itself, or a peft wrapper around it.
+    """
+    parts = trained_parts(model, stage.name)
+    model.requires_grad_(False)
+    model.unfreeze(*parts)
+    if stage.lora is None:
+        return model
+    # peft freezes the base and makes adapters + modules_to_save trainable, which is the stage's intent.
+    return apply_lora(model, stage.lora, parts, key=f"stages.{index}.lora")
+
+
+def param_groups(model: nn.Module, lr: LearningRates, weight_decay: float) -> list[dict]:
+    """One optimizer group per trained part group, each with its own peak learning rate (shared tensors once)."""
+    omni = base_of(model)
+    grouped: dict[str, list[torch.nn.Parameter]] = {}
+    seen: set[int] = set()
+    for part, module in omni.part_modules().items():
+        for param in module.parameters():
+            if param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
+                grouped.setdefault(lr_group(part), []).append(param)
+    if not grouped:
+        raise ValueError(f"this stage trains no parameter of this model (parts: {sorted(omni.part_modules())})")
+    return [
+        {"name": name, "params": params, "lr": getattr(lr, name), "weight_decay": weight_decay}
+        for name, params in grouped.items()
+    ]
+
+
+def describe_trainable(model: nn.Module, title: str) -> str:
+    """One line naming each part with its trainable / total parameter counts."""
+    counts = base_of(model).parameter_counts()
+    trained = [f"{p} {c['trainable']:,}/{c['total']:,}" for p, c in counts.items() if c["trainable"]]
+    frozen = [f"{p} {c['total']:,}" for p, c in counts.items() if not c["trainable"]]
+    total = sum(c["trainable"] for c in counts.values())
+    return f"{title}: training {total:,} parameters: {', '.join(trained)} | frozen: {', '.join(frozen) or 'nothing'}"
+
+
+def is_projector_only(stage: StageSection) -> bool:
+    """A stage that changes nothing but projectors (so a saved base folder stays valid for adapters)."""
+    return stage.name == "align" and stage.lora is None
+
+
+__all__ = [
+    "STAGE_PARTS",
+    "describe_trainable",
+    "is_projector_only",
+    "lr_group",
+    "param_groups",
+    "prepare_stage_model",
+    "trained_parts",
+]
