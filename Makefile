@@ -16,9 +16,9 @@ demo: $(STAMP)
 	$(VENV)/bin/omnifuse demo $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/python -m pytest $(ARGS)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests

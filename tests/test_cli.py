@@ -32,8 +32,12 @@ def saved_model(tmp_path_factory):
 def test_console_script_synth_writes_the_benchmark(tmp_path):
     exe = Path(sys.executable).parent / "omnifuse"  # the console script installed beside this interpreter
     assert exe.exists()
-    done = subprocess.run([exe, "synth", "--out", str(tmp_path), "--n", "6", "--modalities", "image,text"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [exe, "synth", "--out", str(tmp_path), "--n", "6", "--modalities", "image,text"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     summary = last_json(done.stdout)
     assert summary["task"] == "synth" and summary["records"] == 6
@@ -55,7 +59,9 @@ def test_eval_and_chat_on_a_saved_model(saved_model, tmp_path, capsys):
     result = last_json(capsys.readouterr().out)
     assert result["task"] == "eval" and 0.0 <= result["accuracy"] <= 1.0
     # 8 records over the 9 image+audio types: balanced, so 8 distinct types with one record each
-    assert len(result["per_question"]) == 8 and all(k.split("_")[0] in ("image", "audio") for k in result["per_question"])
+    assert len(result["per_question"]) == 8 and all(
+        k.split("_")[0] in ("image", "audio") for k in result["per_question"]
+    )
     image = next((tmp_path / "media").glob("*.png"))
     assert main(["chat", "--model", str(saved_model), "--image", str(image), "--max-new-tokens", "3", "color?"]) == 0
     assert main(["chat", "--model", str(saved_model), "--image", str(tmp_path / "missing.png"), "color?"]) == 2

@@ -17,7 +17,9 @@ class ScriptedModel:
     def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
         rows = []
         for _ in range(input_ids.shape[0]):
-            ids = self.tokenizer(self.answers.pop(0), add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id]
+            ids = self.tokenizer(self.answers.pop(0), add_special_tokens=False).input_ids + [
+                self.tokenizer.eos_token_id
+            ]
             rows.append(ids + [self.tokenizer.pad_token_id] * (max_new_tokens - len(ids)))
         return torch.cat([input_ids, torch.tensor(rows)], dim=1)
 

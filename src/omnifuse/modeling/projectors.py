@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -64,7 +65,9 @@ def projector_output_length(spec: dict[str, Any], n_in: int, layout: str) -> int
     return PROJECTORS[name].count_tokens(n_in, layout, params)
 
 
-class Projector(nn.Module):
+class Projector(nn.Module, ABC):
+    """Base: subclasses implement `forward(features, lengths)`; `count_tokens` defaults to one row per token."""
+
     type_name = ""
 
     @staticmethod
@@ -74,8 +77,8 @@ class Projector(nn.Module):
     def output_length(self, n_in: int) -> int:
         return self.count_tokens(n_in, self.layout, self.params)
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError  # every registered subclass implements it
+    @abstractmethod
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
 
 
 class NormalizedInput(Projector):
