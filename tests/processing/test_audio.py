@@ -13,9 +13,9 @@ import torch
 from transformers import WhisperFeatureExtractor
 
 from omnifuse.processing import audio as audio_module
-from omnifuse.processing import media as media_module
 from omnifuse.processing.audio import AudioSettings, audio_to_windows, count_valid_frames, log_mel_spectrogram
 from omnifuse.processing.media import MediaError, MediaLimits, load_audio
+from omnifuse.processing.media import audio as media_module
 
 ONE_SECOND = AudioSettings("log_mel", window_samples=16000)
 

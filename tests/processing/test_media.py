@@ -23,8 +23,9 @@ from omnifuse.processing.media import MediaError, MediaLimits, load_image, read_
 WHITE = (255, 255, 255)
 
 
-def test_docstring_examples_hold() -> None:
-    assert doctest.testmod(media).failed == 0
+@pytest.mark.parametrize("module", ["errors", "sources", "images", "containers", "audio", "video"])
+def test_docstring_examples_hold(module: str) -> None:
+    assert doctest.testmod(getattr(media, module)).failed == 0
 
 
 # --------------------------------------------------------------------------- MediaError / MediaLimits

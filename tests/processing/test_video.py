@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from transformers import SiglipImageProcessorPil
 
-from omnifuse.processing import media as media_module
 from omnifuse.processing import video as video_module
 from omnifuse.processing.image import ImageSettings
 from omnifuse.processing.media import MediaError, MediaLimits, load_video, sample_frame_indices
+from omnifuse.processing.media import video as media_module
 from omnifuse.processing.video import frames_to_tensor
 
 
