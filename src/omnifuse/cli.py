@@ -29,7 +29,7 @@ def _emit(result: dict[str, Any]) -> None:
 def cmd_demo(args: argparse.Namespace) -> dict:
     from omnifuse.demo.pipeline import run_demo
 
-    return run_demo(out_dir=args.out, minutes=args.minutes, seed=args.seed)
+    return run_demo(out_dir=args.out, minutes=args.minutes, seed=args.seed, modalities=args.modalities)
 
 
 def cmd_synth(args: argparse.Namespace) -> dict:
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modalities", default="image,audio,video,mixed,text", help="a subset makes a shorter demo")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="write the built-in benchmark as messages JSONL + media")
