@@ -1,6 +1,6 @@
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers import AutoConfig, AutoModelForImageTextToText, LogitsProcessorList
 
 from omnifuse import OmniConfig, OmniForConditionalGeneration
 from omnifuse.modeling.presets import (
@@ -161,3 +161,23 @@ def test_freeze_and_count_parts():
     assert model.parameter_counts()["encoder.image"]["trainable"] == counts["encoder.image"]["total"]
     with pytest.raises(ValueError, match="unknown model part 'decoder'"):
         model.freeze("decoder")
+
+
+def test_a_generated_placeholder_is_plain_text_while_decoding():
+    model = build()
+    img = placeholder(model, "image")
+
+    def only_placeholder(input_ids, scores):  # force the model to generate the image placeholder
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, img] = 0.0
+        return forced
+
+    ids = torch.tensor([prompt(model, "image", 1)])
+    out = model.generate(
+        input_ids=ids,
+        pixel_values=torch.randn(1, 3, 32, 32),
+        max_new_tokens=3,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([only_placeholder]),
+    )
+    assert out[0, ids.shape[1] :].tolist() == [img] * 3

@@ -102,15 +102,21 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         ]
         return torch.tensor(lengths, dtype=torch.long)
 
-    def embed_inputs(self, input_ids: torch.LongTensor, media: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Token embeddings with every modality's features scattered into its placeholder positions."""
+    def embed_inputs(
+        self, input_ids: torch.LongTensor, media: dict[str, torch.Tensor], strict: bool = True
+    ) -> torch.Tensor:
+        """Token embeddings with every modality's features scattered into its placeholder positions.
+
+        `strict=False` (decoding with a cache) lets placeholder ids without media pass as plain tokens:
+        a model may generate one, and it has no medium behind it.
+        """
         embeds = self.get_input_embeddings()(input_ids)
         for name, spec in self.config.modality_specs().items():
             placeholder_mask = input_ids == spec.placeholder_token_id
             input_name = modality_input_name(self.config, name)
             values = media.get(input_name)
             if values is None:
-                if placeholder_mask.any():
+                if strict and placeholder_mask.any():
                     raise ValueError(
                         f"{name}: input_ids hold {int(placeholder_mask.sum())} placeholder tokens but no "
                         f"`{input_name}` was given"
@@ -153,7 +159,8 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
-            inputs_embeds = self.embed_inputs(input_ids, media)
+            decoding = past_key_values is not None and past_key_values.get_seq_length() > 0
+            inputs_embeds = self.embed_inputs(input_ids, media, strict=not decoding)
         elif media:
             raise ValueError("media tensors need input_ids (to find the placeholders), not inputs_embeds")
         return self.language_model(
