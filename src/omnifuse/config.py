@@ -69,11 +69,16 @@ class ModalitySpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModalitySpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown modality spec keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
+
+
+def dataclass_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a dataclass from its dict; an unknown key is an error (with the valid ones), never dropped."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(known)}")
+    return cls(**data)
 
 
 def encoder_config_from_dict(data: dict[str, Any]) -> PreTrainedConfig:

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from omnifuse.data.formats import (
-    DatasetFormatError,
-    detect_format,
-    parse_record,
-    resolve_media_paths,
-    to_messages,
-    validate_record,
-)
+from omnifuse.data.formats import DatasetFormatError, detect_format, to_messages, validate_record
+from omnifuse.data.media_paths import resolve_media_paths
+from omnifuse.data.sources import parse_record
 
 
 def text(s: str) -> dict:

@@ -24,7 +24,16 @@ from typing import Any
 
 import torch.utils.data
 
-from omnifuse.data.formats import DatasetFormatError, Record, Skip, parse_record
+from omnifuse.data.formats import (
+    DatasetFormatError,
+    Record,
+    Skip,
+    detect_format,
+    extra_fields,
+    to_messages,
+    validate_record,
+)
+from omnifuse.data.media_paths import resolve_media_paths
 
 logger = logging.getLogger(__name__)
 
@@ -341,3 +350,21 @@ class StreamingMessagesDataset(torch.utils.data.IterableDataset):
                 logger.warning("skipped %s: %s", result.source, result.reason)
                 continue
             yield result
+
+
+def parse_record(obj: Any, *, source: str, base_dir: Path, root: Path | None = None, fmt: str | None = None) -> Record:
+    """Convert, validate and resolve one raw record; raise DatasetFormatError if it is unusable.
+
+    Example:
+        >>> parse_record({"messages": [{"role": "user", "content": "Hi"},
+        ...     {"role": "assistant", "content": "Hello"}], "id": 7}, source="a.jsonl:1", base_dir=Path(".")).extra
+        {'id': 7}
+    """
+    try:
+        fmt = fmt or detect_format(obj)
+    except DatasetFormatError as err:
+        raise err.at(source) from None
+    messages = to_messages(obj, fmt=fmt, source=source)
+    validate_record(messages, source=source)
+    messages = resolve_media_paths(messages, base_dir, source=source, root=root)
+    return Record(messages=messages, source=source, extra=extra_fields(obj, fmt))

@@ -14,17 +14,17 @@ from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from omnifuse.config import OmniConfig, encoder_config_from_dict
-from omnifuse.modeling.encoders import (
-    ModalityEncoder,
-    _build_module,
-    probe_encoder,
-    selected_length,
-    valid_output_length,
-)
+from omnifuse.modeling.encoders import ModalityEncoder, _build_module, probe_encoder
 from omnifuse.modeling.fusion import scatter_features
 from omnifuse.modeling.parts import PartsMixin
 from omnifuse.modeling.projectors import build_projector
-from omnifuse.modeling.tokens import mask_input_name, modality_input_name, projector_layout, unit_token_count
+from omnifuse.modeling.tokens import (
+    encoder_token_count,
+    mask_input_name,
+    modality_input_name,
+    projector_layout,
+    unit_token_count,
+)
 
 
 class OmniPreTrainedModel(PreTrainedModel):
@@ -91,16 +91,9 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         features = encoder(values, mask)
         valid_in = [None] * features.shape[0] if mask is None else [int(n) for n in mask.sum(-1).tolist()]
         out_lengths = [unit_token_count(spec, owner, v) for v in valid_in]
-        feature_lengths = self._feature_lengths(owner, valid_in, features.shape[1])
-        projected = self.projectors[name](features, feature_lengths.to(features.device))
+        feature_lengths = torch.tensor([encoder_token_count(owner, v) for v in valid_in], device=features.device)
+        projected = self.projectors[name](features, feature_lengths)
         return torch.cat([projected[i, :n] for i, n in enumerate(out_lengths)], dim=0)
-
-    @staticmethod
-    def _feature_lengths(owner, valid_in: list[int | None], full: int) -> torch.Tensor:
-        lengths = [
-            full if v is None else selected_length(owner, valid_output_length(owner.encoder, v)) for v in valid_in
-        ]
-        return torch.tensor(lengths, dtype=torch.long)
 
     def embed_inputs(
         self, input_ids: torch.LongTensor, media: dict[str, torch.Tensor], strict: bool = True

@@ -18,14 +18,19 @@ def projector_layout(kind: str) -> str:
     return "grid" if kind in VISUAL_KINDS else "sequence"
 
 
-def unit_token_count(spec: ModalitySpec, encoder_spec: ModalitySpec, valid_input: int | None = None) -> int:
-    """LM tokens for one unit; `valid_input` is the real (unpadded) input length of a padded window."""
+def encoder_token_count(encoder_spec: ModalitySpec, valid_input: int | None = None) -> int:
+    """Feature tokens the encoder hands the projector for one unit (after CLS selection)."""
     if valid_input is None:
         encoder_tokens = probe_encoder(encoder_spec.encoder).output_length
     else:
         encoder_tokens = valid_output_length(encoder_spec.encoder, valid_input)
+    return selected_length(encoder_spec, encoder_tokens)
+
+
+def unit_token_count(spec: ModalitySpec, encoder_spec: ModalitySpec, valid_input: int | None = None) -> int:
+    """LM tokens for one unit; `valid_input` is the real (unpadded) input length of a padded window."""
     return projector_output_length(
-        spec.projector, selected_length(encoder_spec, encoder_tokens), projector_layout(spec.kind)
+        spec.projector, encoder_token_count(encoder_spec, valid_input), projector_layout(spec.kind)
     )
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from transformers.audio_utils import mel_filter_bank
+
+from omnifuse.config import dataclass_from_dict
 
 INPUT_KINDS = ("log_mel", "waveform")
 WHISPER_MAX_FREQUENCY = 8000.0  # Whisper's filter bank stops at 8 kHz whatever the rate
@@ -59,10 +61,7 @@ class AudioSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AudioSettings:
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
-        unknown = set(data) - {field.name for field in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown AudioSettings keys: {sorted(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
 
 def log_mel_spectrogram(waveform: np.ndarray, settings: AudioSettings) -> torch.Tensor:

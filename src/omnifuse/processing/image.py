@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from PIL import Image
 from transformers import SiglipImageProcessorPil
 from transformers.image_utils import PILImageResampling
 
+from omnifuse.config import dataclass_from_dict
 from omnifuse.processing.media import image_to_rgb
 
 RESAMPLE = {
@@ -59,10 +60,7 @@ class ImageSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageSettings:
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
-        unknown = set(data) - {field.name for field in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ImageSettings keys: {sorted(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data)
 
 
 def choose_tile_grid(width: int, height: int, max_tiles: int, *, tile_size: int | None = None) -> tuple[int, int]:
