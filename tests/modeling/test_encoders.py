@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from omnifuse.config import ModalitySpec
-from omnifuse.modeling.encoders import ModalityEncoder, _build_module, probe_encoder, valid_output_length
+from omnifuse.modeling.encoders import ModalityEncoder, _build_module, as_tokens, probe_encoder, valid_output_length
 from omnifuse.modeling.presets import AUDIO_FAMILIES, VISION_FAMILIES, tiny_audio_config, tiny_vision_config
 
 
@@ -12,7 +12,7 @@ def real_output(config, shape):
     module = _build_module(config).eval()
     with torch.no_grad():
         out = module(**{module.main_input_name: torch.randn(1, *shape)}, output_hidden_states=True)
-    return out.hidden_states[-1]
+    return as_tokens(out.hidden_states[-1])
 
 
 @pytest.mark.parametrize("family", VISION_FAMILIES + AUDIO_FAMILIES)
@@ -50,3 +50,18 @@ def test_feature_layers_and_cls_selection():
     assert torch.equal(full, hidden[-2])
     assert torch.equal(cat, torch.cat([hidden[1], hidden[-1]], dim=-1))
     assert torch.equal(no_cls, hidden[-1][:, 1:])
+
+
+def test_conv_feature_maps_become_raster_order_tokens():
+    # ResNet at 32 px: stem /4, second stage /2 -> a 4 x 4 map of 2 * width channels.
+    config = tiny_vision_config("resnet", hidden=8)
+    module = _build_module(config).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feature_map = module(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+        tokens = ModalityEncoder(module, ModalitySpec(kind="image", encoder={"x": 1}))(pixels)
+    assert feature_map.shape == (2, 16, 4, 4)
+    assert tokens.shape == (2, 16, 16)
+    # token 4 * row + col holds the channels of map cell (row, col)
+    assert torch.equal(tokens[:, 4 * 2 + 3], feature_map[:, :, 2, 3])
+    assert probe_encoder(config).output_length == 16

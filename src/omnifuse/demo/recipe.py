@@ -1,9 +1,9 @@
 """The demo's embedded recipe: a small model the built-in benchmark can teach on 2 CPU cores.
 
 What matters for learning fast here (see the README's demo section for the measurements):
-- small images (32 px) cut into 4 px patches, so every shape covers several patch tokens;
-- pixel-shuffle projectors: 64 patches -> 16 LM tokens per image, 4 per video frame, and
-  audio frames merged in pairs: short sequences keep each step cheap;
+- a small ResNet for images and video frames: 32 px -> a 4 x 4 feature map = 16 LM tokens per
+  image, merged to 4 per video frame; convolutions tell shapes apart far sooner than a ViT;
+- audio frames merged in pairs by a pixel-shuffle projector: short sequences keep steps cheap;
 - no pretrained weights exist offline, so after a short align stage (projectors only, LLaVA's
   recipe) the instruction stage trains everything ("full"), encoders included;
 - a high peak learning rate with warmup and cosine decay, and decoded media cached in memory.
@@ -16,7 +16,7 @@ from typing import Any
 
 DEFAULT_MINUTES = 9.5
 # Optimizer steps the demo model makes per minute on 2 CPU cores (measured; sets --minutes -> steps).
-STEPS_PER_MINUTE = 200
+STEPS_PER_MINUTE = 210
 ALIGN_FRACTION = 0.05
 
 
@@ -32,14 +32,16 @@ def demo_model() -> dict[str, Any]:
             "num_key_value_heads": 4,
             "max_position_embeddings": 512,
         },
+        # A small ResNet: convolutions see local edges from the first step, so shapes are told apart
+        # long before a ViT of the same cost learns to (single-shape scenes: 100% vs 42% after 300 steps).
         "image": {
-            "model_type": "siglip_vision_model",
+            "model_type": "resnet",
             "image_size": 32,
-            "patch_size": 4,
-            "hidden_size": 64,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            "embedding_size": 32,
+            "hidden_sizes": [32, 64],
+            "depths": [1, 1],
+            "layer_type": "basic",
+            "downsample_in_first_stage": False,
         },
         "audio": {
             "model_type": "whisper",
@@ -60,8 +62,8 @@ def demo_model() -> dict[str, Any]:
         },
         "video": True,
         "projector": {
-            "image": {"type": "pixel_shuffle", "factor": 2, "norm": True},
-            "video": {"type": "pixel_shuffle", "factor": 4, "norm": True},
+            "image": {"type": "mlp", "norm": True},
+            "video": {"type": "pixel_shuffle", "factor": 2, "norm": True},
             "audio": {"type": "pixel_shuffle", "factor": 2, "norm": True},
         },
         "modality_options": {"video": {"processing": {"num_frames": 4}}},

@@ -2,7 +2,8 @@
 
 Nothing here is family-specific. The encoder's input name, output length and hidden size are
 read off a forward pass on the meta device (free: no memory, no weights), so a new encoder
-family needs no code here.
+family needs no code here. Convolutional backbones (ResNet, ConvNeXt, ...) return feature maps
+(batch, channels, height, width); those are read as height * width tokens in raster order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ VISUAL_KINDS = ("image", "video")
 # Whisper-style log-mel encoders take fixed windows of 2 * max_source_positions frames.
 DEFAULT_MEL_WINDOW_FRAMES = 3000
 DEFAULT_WAVEFORM_WINDOW_SAMPLES = 16000 * 10
+# Input side for vision backbones whose config has no image_size (ResNet, ConvNeXt): ImageNet's crop.
+DEFAULT_IMAGE_SIZE = 224
 
 
 def select_encoder_config(config: PreTrainedConfig, kind: str) -> PreTrainedConfig:
@@ -61,7 +64,7 @@ class EncoderProbe:
 def default_input_shape(config: PreTrainedConfig, input_name: str) -> tuple[int, ...]:
     """Full-size input of one item: an image crop, a mel window or a waveform window."""
     if input_name == "pixel_values":
-        size = config.image_size
+        size = getattr(config, "image_size", DEFAULT_IMAGE_SIZE)
         side = size if isinstance(size, int) else size[0]
         return (getattr(config, "num_channels", 3), side, side)
     if input_name == "input_features":
@@ -78,7 +81,7 @@ def _probe_cached(config_json: str) -> tuple[EncoderProbe, nn.Module]:
         name = module.main_input_name
         shape = default_input_shape(config, name)
         out = module(**{name: torch.empty(1, *shape)}, output_hidden_states=True)
-    hidden = out.hidden_states[-1]
+    hidden = as_tokens(out.hidden_states[-1])
     probe = EncoderProbe(
         main_input_name=name,
         input_shape=tuple(shape),
@@ -87,6 +90,16 @@ def _probe_cached(config_json: str) -> tuple[EncoderProbe, nn.Module]:
         has_length_function=hasattr(module, "_get_feat_extract_output_lengths"),
     )
     return probe, module
+
+
+def as_tokens(hidden: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, dim) as is; a convolutional feature map (batch, dim, h, w) -> (batch, h * w, dim).
+
+    Example:
+        >>> as_tokens(torch.zeros(2, 64, 4, 4)).shape
+        torch.Size([2, 16, 64])
+    """
+    return hidden.flatten(2).transpose(1, 2) if hidden.dim() == 4 else hidden
 
 
 def probe_encoder(encoder_config: dict[str, Any] | PreTrainedConfig) -> EncoderProbe:
@@ -159,7 +172,7 @@ class ModalityEncoder(nn.Module):
         kwargs = {"attention_mask": mask} if (mask is not None and self.accepts_mask) else {}
         out = self.model(**{self.main_input_name: values}, output_hidden_states=True, **kwargs)
         layers = [self.feature_layer] if isinstance(self.feature_layer, int) else self.feature_layer
-        selected = [out.hidden_states[i] for i in layers]
+        selected = [as_tokens(out.hidden_states[i]) for i in layers]
         if self.drop_cls:
             selected = [h[:, 1:] for h in selected]
         return torch.cat(selected, dim=-1)

@@ -45,6 +45,19 @@ class PartsMixin:
     def unfreeze(self, *names: str) -> None:
         self.set_trainable(*names, trainable=True)
 
+    def train(self, mode: bool = True):
+        """`nn.Module.train`, except that a part with nothing trainable stays in eval mode.
+
+        Frozen means frozen: a frozen CNN encoder keeps its BatchNorm running statistics, and
+        frozen parts run without dropout, as they will at inference.
+        """
+        super().train(mode)
+        if mode:
+            for module in self.part_modules().values():
+                if not any(param.requires_grad for param in module.parameters()):
+                    module.eval()
+        return self
+
     def parameter_counts(self) -> dict[str, dict[str, int]]:
         """Total and trainable parameters per part (shared tensors counted once, under their first part)."""
         seen: set[int] = set()

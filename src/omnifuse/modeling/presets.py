@@ -15,7 +15,10 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig
 
 TEXT_FAMILIES = ("llama", "qwen2", "phi3", "gpt2", "mistral", "gemma")
-VISION_FAMILIES = ("siglip_vision_model", "clip_vision_model", "dinov2", "vit")
+VIT_FAMILIES = ("siglip_vision_model", "clip_vision_model", "dinov2", "vit")
+# Convolutional backbones: their feature maps become height x width tokens (see modeling/encoders.py).
+CONV_FAMILIES = ("resnet", "convnext")
+VISION_FAMILIES = VIT_FAMILIES + CONV_FAMILIES
 AUDIO_FAMILIES = ("whisper", "qwen2_audio_encoder", "wav2vec2")
 
 
@@ -59,7 +62,28 @@ def tiny_vision_config(
     heads: int = 4,
     **overrides,
 ) -> PreTrainedConfig:
+    """A small ViT-style encoder, or for a CONV_FAMILIES member a two-stage CNN (`layers` blocks per stage)."""
+    if family in CONV_FAMILIES:
+        return tiny_conv_config(family, image_size=image_size, width=hidden, depth=layers, **overrides)
     kwargs = _transformer(hidden, layers, heads) | {"image_size": image_size, "patch_size": patch_size}
+    return AutoConfig.for_model(family, **kwargs | overrides)
+
+
+def tiny_conv_config(family: str = "resnet", image_size: int = 32, width: int = 32, depth: int = 1, **overrides):
+    """A two-stage ResNet / ConvNeXt (widths `width`, 2 * `width`). `image_size` is stored on the config
+    because CNN configs have none: the processor resizes images to it.
+
+    Example:
+        >>> from omnifuse.modeling.encoders import probe_encoder
+        >>> probe = probe_encoder(tiny_conv_config("resnet", image_size=32, width=16))
+        >>> probe.output_length, probe.hidden_size  # a 4 x 4 map of 32 channels
+        (16, 32)
+    """
+    kwargs: dict[str, Any] = {"hidden_sizes": [width, 2 * width], "depths": [depth, depth], "image_size": image_size}
+    if family == "resnet":
+        kwargs |= {"embedding_size": width, "layer_type": "basic", "downsample_in_first_stage": False}
+    else:
+        kwargs |= {"num_stages": 2, "patch_size": 4}
     return AutoConfig.for_model(family, **kwargs | overrides)
 
 
