@@ -15,12 +15,12 @@ def batchnorm_means(module):
     return [m.running_mean.clone() for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
 
-def test_frozen_parts_stay_in_eval_mode_and_keep_batchnorm_statistics():
+def test_a_frozen_encoder_stays_in_eval_mode_and_keeps_batchnorm_statistics():
     model = resnet_model()
     model.freeze("encoders", "language_model")
     model.train()
     encoder = model.encoders["image"]
-    assert not encoder.training and model.projectors["image"].training
+    assert not encoder.training and model.projectors["image"].training and model.language_model.training
     before = batchnorm_means(encoder)
     model.encode_media("image", torch.randn(4, 3, 32, 32) * 3 + 1)
     assert all(torch.equal(a, b) for a, b in zip(before, batchnorm_means(encoder)))

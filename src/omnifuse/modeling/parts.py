@@ -46,14 +46,15 @@ class PartsMixin:
         self.set_trainable(*names, trainable=True)
 
     def train(self, mode: bool = True):
-        """`nn.Module.train`, except that a part with nothing trainable stays in eval mode.
+        """`nn.Module.train`, except that an encoder with nothing trainable stays in eval mode.
 
-        Frozen means frozen: a frozen CNN encoder keeps its BatchNorm running statistics, and
-        frozen parts run without dropout, as they will at inference.
+        Frozen means frozen: a frozen CNN encoder keeps its BatchNorm running statistics and runs
+        without dropout. A frozen LM stays in train mode: gradients still flow through it to the
+        projectors, and transformers only applies gradient checkpointing in train mode.
         """
         super().train(mode)
         if mode:
-            for module in self.part_modules().values():
+            for module in self.encoders.values():
                 if not any(param.requires_grad for param in module.parameters()):
                     module.eval()
         return self
