@@ -19,19 +19,11 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from omnifuse.data.synthetic import write_benchmark
 from omnifuse.training import checkpoint as ckpt
 from omnifuse.training.recipe import RecipeError, validate_recipe
 from omnifuse.training.schedule import StagePlan, make_scheduler, rank_share
 from omnifuse.training.trainer import train
 
-TINY_MODEL = {
-    "text": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512},
-    "image": {"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "image_size": 32, "patch_size": 8},
-    "tokenizer": {"build": {"vocab_size": 300}},
-}  # fmt: skip
 ALIGN_STEPS, SFT_STEPS = 6, 2  # align crosses an epoch (40 samples / 8 = 5 steps); sft uses LoRA dropout
 
 
@@ -132,9 +124,9 @@ def test_processes_share_each_global_batch_like_one_big_batch():
 # -- SIGKILL, then resume --
 
 
-def resume_recipe(data: Path, out: Path) -> dict:
+def resume_recipe(model: dict, data: Path, out: Path) -> dict:
     return {
-        "model": TINY_MODEL,
+        "model": model,
         "data": {"train": str(data), "max_length": 128},
         "stages": [
             {"name": "align", "max_steps": ALIGN_STEPS, "batch_size": 8, "lr": {"projectors": 3e-3}},
@@ -165,25 +157,18 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 240) -> Non
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bench")
-    write_benchmark(folder, n=40, seed=0, modalities=("image", "text"))
-    return folder / "data.jsonl"
-
-
-@pytest.fixture(scope="module")
-def reference(bench, tmp_path_factory) -> Path:
+def reference(tiny_model, bench, tmp_path_factory) -> Path:
     """An uninterrupted run of the resume recipe."""
     out = tmp_path_factory.mktemp("reference")
     with contextlib.redirect_stderr(io.StringIO()):
-        train(validate_recipe(resume_recipe(bench, out)))
+        train(validate_recipe(resume_recipe(tiny_model, bench, out)))
     return out
 
 
-def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(bench, reference, tmp_path):
+def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tiny_model, bench, reference, tmp_path):
     out = tmp_path / "killed"
     recipe_path = tmp_path / "recipe.yaml"
-    recipe_path.write_text(json.dumps(resume_recipe(bench, out)))  # JSON is YAML
+    recipe_path.write_text(json.dumps(resume_recipe(tiny_model, bench, out)))  # JSON is YAML
     first = launch(recipe_path, tmp_path / "first.log")
     wait_for(out / "checkpoints" / "step-2" / ckpt.COMPLETE, first)
     assert first.poll() is None
@@ -205,14 +190,14 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(bench, reference,
     assert np.allclose([x for _, x in losses[0]], [x for _, x in losses[1]], atol=1e-6)
 
 
-def test_rerunning_a_finished_run_trains_nothing_more(bench, reference):
+def test_rerunning_a_finished_run_trains_nothing_more(tiny_model, bench, reference):
     with contextlib.redirect_stderr(io.StringIO()):
-        result = train(validate_recipe(resume_recipe(bench, reference)))
+        result = train(validate_recipe(resume_recipe(tiny_model, bench, reference)))
     assert result["steps"] == ALIGN_STEPS + SFT_STEPS
 
 
-def test_resuming_with_other_stages_is_refused(bench, reference):
-    changed = resume_recipe(bench, reference)
+def test_resuming_with_other_stages_is_refused(tiny_model, bench, reference):
+    changed = resume_recipe(tiny_model, bench, reference)
     changed["stages"][0]["max_steps"] = ALIGN_STEPS + 1
     with pytest.raises(RecipeError, match="output_dir: .* cannot be resumed; choose a new output_dir"):
         train(validate_recipe(changed))

@@ -17,28 +17,22 @@ import torch
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
-from omnifuse.data.synthetic import write_benchmark
 from omnifuse.training.checkpoint import read_state
 from omnifuse.training.distributed import make_accelerator, strategy_plugins
 from omnifuse.training.recipe import RecipeError, validate_recipe
 from omnifuse.training.trainer import train
 
-TINY_MODEL = {
-    "text": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512},
-    "image": {"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "image_size": 32, "patch_size": 8},
-    "tokenizer": {"build": {"vocab_size": 300}},
-}  # fmt: skip
 STEPS = 2  # per stage
 
 
-def recipe_dict(data: Path, out: Path, batch_size: int, grad_accum: int, distributed: str | None = None) -> dict:
+def recipe_dict(
+    model: dict, data: Path, out: Path, batch_size: int, grad_accum: int, distributed: str | None = None
+) -> dict:
     """`full` (every part, with text-only batches leaving the encoder unused) then LoRA `sft`."""
     stage = {"max_steps": STEPS, "batch_size": batch_size, "grad_accum": grad_accum}
     lrs = {"encoders": 1e-3, "projectors": 1e-3, "language_model": 1e-3}
     return {
-        "model": TINY_MODEL,
+        "model": model,
         "data": {"train": str(data), "max_length": 128},
         "stages": [{"name": "full", "lr": lrs, **stage}, {"name": "sft", "lr": lrs, "lora": {"r": 4}, **stage}],
         "output_dir": str(out),
@@ -53,19 +47,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bench")
-    write_benchmark(folder, n=40, seed=0, modalities=("image", "text"))
-    return folder / "data.jsonl"
-
-
-def test_torchrun_ddp_matches_one_process_with_the_same_global_batch(bench, tmp_path):
+def test_torchrun_ddp_matches_one_process_with_the_same_global_batch(tiny_model, bench, tmp_path):
     ddp_config = tmp_path / "ddp.yaml"
     ddp_config.write_text("distributed_type: MULTI_CPU\nnum_processes: 2\n")  # as `accelerate config` writes it
     recipe_path = tmp_path / "recipe.yaml"
     # 2 processes x 1 sample x 2 accumulation steps = 4 samples per optimizer step
-    recipe_path.write_text(json.dumps(recipe_dict(bench, tmp_path / "ddp", 1, 2, distributed=str(ddp_config))))
+    recipe = recipe_dict(tiny_model, bench, tmp_path / "ddp", 1, 2, distributed=str(ddp_config))
+    recipe_path.write_text(json.dumps(recipe))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
     command += ["--master_port", str(free_port()), "-m", "omnifuse.training.trainer", str(recipe_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -73,7 +61,7 @@ def test_torchrun_ddp_matches_one_process_with_the_same_global_batch(bench, tmp_
     assert run.returncode == 0, run.stderr[-3000:]
     assert [json.loads(line)["steps"] for line in run.stdout.splitlines() if line.startswith("{")] == [2 * STEPS]
     with contextlib.redirect_stderr(io.StringIO()):
-        train(validate_recipe(recipe_dict(bench, tmp_path / "single", 4, 1)))  # one process x 4 samples
+        train(validate_recipe(recipe_dict(tiny_model, bench, tmp_path / "single", 4, 1)))  # one process x 4 samples
     ddp, single = (load_file(tmp_path / name / "model.safetensors") for name in ("ddp", "single"))
     assert ddp.keys() == single.keys()
     diffs = {k: (ddp[k] - single[k]).abs() for k in ddp}
@@ -121,10 +109,10 @@ def test_an_fsdp_accelerate_config_becomes_the_fsdp_plugin(tmp_path):
     assert plugin.state_dict_type.name == "FULL_STATE_DICT" and plugin.reshard_after_forward is True
 
 
-def test_fsdp_on_cpu_is_refused_instead_of_silently_running_ddp(bench, tmp_path, fresh_accelerate_state):
+def test_fsdp_on_cpu_is_refused_instead_of_silently_running_ddp(tiny_model, bench, tmp_path, fresh_accelerate_state):
     path = tmp_path / "fsdp.yaml"
     path.write_text(FSDP_CONFIG)
-    recipe = validate_recipe(recipe_dict(bench, tmp_path / "out", 4, 1, distributed=str(path)))
+    recipe = validate_recipe(recipe_dict(tiny_model, bench, tmp_path / "out", 4, 1, distributed=str(path)))
     with pytest.raises(RecipeError, match=r"distributed: .* selects FSDP, but accelerate runs it only on GPUs"):
         make_accelerator(recipe)
 

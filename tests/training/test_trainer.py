@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,6 @@ from transformers import AutoModelForCausalLM, SiglipVisionModel
 
 from omnifuse import OmniForConditionalGeneration, OmniProcessor
 from omnifuse.data.sources import MessagesDataset
-from omnifuse.data.synthetic import write_benchmark
 from omnifuse.modeling.presets import tiny_text_config, tiny_vision_config
 from omnifuse.processing.tokenizer import build_bpe_tokenizer
 from omnifuse.training.build import build_model, corpus_texts
@@ -26,43 +26,15 @@ from omnifuse.training.trainer import main as trainer_main
 from omnifuse.training.trainer import train
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-TINY_MODEL = {
-    "text": {
-        "model_type": "llama",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "max_position_embeddings": 512,
-    },
-    "image": {
-        "model_type": "siglip_vision_model",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-    },
-    "tokenizer": {"build": {"vocab_size": 300}},
-}
 ALIGN_STEPS, SFT_STEPS = 2, 10
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bench")
-    write_benchmark(folder, n=40, seed=0, modalities=("image", "text"))
-    return folder / "data.jsonl"
-
-
-@pytest.fixture(scope="module")
-def align_sft(bench, tmp_path_factory):
+def align_sft(tiny_model, bench, tmp_path_factory):
     """align (projectors) then sft (projectors + full LM), with an eval pass every 5 steps."""
     recipe = validate_recipe(
         {
-            "model": TINY_MODEL,
+            "model": tiny_model,
             "data": {"train": str(bench), "eval": str(bench), "max_length": 128},
             "stages": [
                 {"name": "align", "max_steps": ALIGN_STEPS, "batch_size": 8, "lr": {"projectors": 3e-3}},
@@ -250,8 +222,9 @@ def test_real_checkpoint_recipe_loads_local_folders_and_trains(bench, tmp_path):
         ("model.image={hidden_size: 32}", "model.image", "needs `model_type`"),
     ],
 )
-def test_unusable_components_are_recipe_errors(bench, tmp_path, override, path, fragment):
-    data = {"model": dict(TINY_MODEL), "data": {"train": str(bench)}, "stages": [{"name": "align", "max_steps": 1}]}
+def test_unusable_components_are_recipe_errors(tiny_model, bench, tmp_path, override, path, fragment):
+    stages = [{"name": "align", "max_steps": 1}]
+    data = {"model": copy.deepcopy(tiny_model), "data": {"train": str(bench)}, "stages": stages}
     data["output_dir"] = str(tmp_path)
     apply_override(data, override)
     recipe = validate_recipe(data)
@@ -260,14 +233,14 @@ def test_unusable_components_are_recipe_errors(bench, tmp_path, override, path, 
     assert caught.value.path == path and fragment in str(caught.value)
 
 
-def test_a_corrupt_media_file_ends_the_run_with_exit_code_2(tmp_path, capsys):
+def test_a_corrupt_media_file_ends_the_run_with_exit_code_2(tiny_model, tmp_path, capsys):
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
     messages = [
         {"role": "user", "content": [{"type": "image", "path": "broken.png"}, {"type": "text", "text": "Color?"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "red"}]},
     ]
     (tmp_path / "data.jsonl").write_text(json.dumps({"messages": messages}) + "\n")
-    recipe = {"model": TINY_MODEL, "data": {"train": str(tmp_path / "data.jsonl")}, "output_dir": str(tmp_path / "o")}
+    recipe = {"model": tiny_model, "data": {"train": str(tmp_path / "data.jsonl")}, "output_dir": str(tmp_path / "o")}
     recipe["stages"] = [{"name": "align", "max_steps": 1, "batch_size": 1}]
     (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
     assert trainer_main([str(tmp_path / "recipe.yaml")]) == 2
