@@ -11,11 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from omnifuse.errors import OmnifuseInputError, UsageError
+
 EXIT_BAD_INPUT = 2
-
-
-class UsageError(ValueError):
-    """Bad input the user can fix; reported in one line with exit code 2."""
 
 
 def _emit(result: dict[str, Any]) -> None:
@@ -121,16 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bad_input_types() -> tuple[type[BaseException], ...]:
     """Errors that mean the user's input was wrong (exit 2), not that omnifuse broke (exit 1)."""
-    from omnifuse.data.formats import DatasetFormatError
-    from omnifuse.processing.media import MediaError
-
-    types: list[type[BaseException]] = [UsageError, DatasetFormatError, MediaError, FileNotFoundError]
-    for module, name in (("omnifuse.training.recipe", "RecipeError"), ("omnifuse.interop.llava", "ExportError")):
-        try:
-            types.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
+    return (OmnifuseInputError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:  # noqa: BLE001 - mapped to exit codes below
         if isinstance(err, bad_input_types()):
-            print(f"omnifuse {args.command}: {err}", file=sys.stderr)
+            reason = " ".join(str(err).split())  # one line, whatever the error's own layout
+            print(f"omnifuse {args.command}: {reason}", file=sys.stderr)
+            _emit({"task": args.command, "error": reason, "error_type": type(err).__name__})
             return EXIT_BAD_INPUT
         raise
     if isinstance(result, dict):

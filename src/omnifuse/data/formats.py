@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from omnifuse.errors import OmnifuseInputError
+
 FORMATS = ("messages", "llava", "sharegpt")
 ROLES = ("system", "user", "assistant")
 MEDIA_KINDS = ("image", "video", "audio")
@@ -34,7 +36,7 @@ _CONSUMED_KEYS = {
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(OmnifuseInputError):
     """A dataset record that cannot be used, with where (source, field) and what was wrong.
 
     Example:

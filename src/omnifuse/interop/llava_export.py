@@ -29,6 +29,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig, LlavaProcessor, PreTrainedConfig
 
 from omnifuse.config import ModalitySpec, OmniConfig
+from omnifuse.errors import OmnifuseInputError
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.modeling.tokens import unit_token_count
@@ -47,7 +48,7 @@ MAX_SHARD_SIZE = "5GB"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-class ExportError(ValueError):
+class ExportError(OmnifuseInputError):
     """The model does not fit the target format; `problems` holds one reason per incompatibility."""
 
     def __init__(self, problems: list[str], target: str = "LLaVA"):

@@ -23,10 +23,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from omnifuse.errors import OmnifuseInputError
+
 StageName = Literal["align", "sft", "full"]
 
 
-class RecipeError(ValueError):
+class RecipeError(OmnifuseInputError):
     """A recipe that cannot be used: `path` is the dotted key (e.g. "stages.0.lr"), `suggestion` a fix.
 
     Example:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omnifuse.errors import OmnifuseInputError
 
-class MediaError(ValueError):
+
+class MediaError(OmnifuseInputError):
     """Bad media input; says which modality, which item and why.
 
     Example:
