@@ -30,7 +30,7 @@ def cmd_demo(args: argparse.Namespace) -> dict:
 
 
 def cmd_synth(args: argparse.Namespace) -> dict:
-    from omnifuse.data.synthetic import write_benchmark
+    from omnifuse.benchmark.generate import write_benchmark
 
     if args.n <= 0:
         raise UsageError(f"--n must be positive, got {args.n}")

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from omnifuse.data.synthetic import QUESTION_TYPES
+from omnifuse.benchmark.generate import QUESTION_TYPES
 from omnifuse.demo.pipeline import run_demo
 
 

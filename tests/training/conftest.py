@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from omnifuse.data.synthetic import write_benchmark
+from omnifuse.benchmark.generate import write_benchmark
 
 TINY_MODEL = {
     "text": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from omnifuse.data.synthetic import QUESTION_TYPES, write_benchmark
+from omnifuse.benchmark.generate import QUESTION_TYPES, write_benchmark
 from omnifuse.demo.recipe import DEFAULT_MINUTES, demo_recipe
 from omnifuse.demo.report import save_gallery
 from omnifuse.evaluation.dataset import eval_items, load_model_folder

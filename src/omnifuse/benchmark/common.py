@@ -1,7 +1,7 @@
 """Shared vocabulary of the built-in benchmark: records, question types, palette, render settings.
 
 The modality modules (``synthetic_image``, ``synthetic_audio``, ``synthetic_video``,
-``synthetic_mixed``) build records from these pieces; ``omnifuse.data.synthetic`` is the
+``synthetic_mixed``) build records from these pieces; ``omnifuse.benchmark.generate`` is the
 entry point that registers them and writes datasets.
 """
 
@@ -96,7 +96,7 @@ class QuestionType:
     ``CAPTION_CHANCE`` (0.0) for free-form answers (``answers is None``).
 
     Example:
-        >>> from omnifuse.data.synthetic import QUESTION_TYPES
+        >>> from omnifuse.benchmark.generate import QUESTION_TYPES
         >>> qt = QUESTION_TYPES["audio_pitch"]
         >>> qt.modality, qt.answers, round(qt.chance, 3)
         ('audio', ('low', 'mid', 'high'), 0.333)

@@ -15,7 +15,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from omnifuse.data.synthetic_common import (
+from omnifuse.benchmark.common import (
     COLORS,
     SHAPES,
     SynthConfig,
@@ -23,7 +23,7 @@ from omnifuse.data.synthetic_common import (
     choose,
     sample_distinct,
 )
-from omnifuse.data.synthetic_image import PlacedShape, render_scene, sample_layout, shape_size_range
+from omnifuse.benchmark.image import PlacedShape, render_scene, sample_layout, shape_size_range
 
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 EVENTS: tuple[str, ...] = ("appear", "disappear")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from omnifuse.data.synthetic_common import (
+from omnifuse.benchmark.common import (
     BACKGROUND,
     COLORS,
     PALETTE,

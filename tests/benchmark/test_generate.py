@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnifuse.data.synthetic import (
+from omnifuse.benchmark.audio import PITCH_BANDS, pitch_class
+from omnifuse.benchmark.common import BACKGROUND, PALETTE, SHAPES
+from omnifuse.benchmark.generate import (
     MODALITIES,
     QUESTION_TYPES,
     SyntheticRecord,
@@ -22,9 +24,7 @@ from omnifuse.data.synthetic import (
     to_messages,
     write_benchmark,
 )
-from omnifuse.data.synthetic_audio import PITCH_BANDS, pitch_class
-from omnifuse.data.synthetic_common import BACKGROUND, PALETTE, SHAPES
-from omnifuse.data.synthetic_mixed import PITCH_TO_SHAPE
+from omnifuse.benchmark.mixed import PITCH_TO_SHAPE
 
 SR = 16000
 ALL_TYPES = len(QUESTION_TYPES)

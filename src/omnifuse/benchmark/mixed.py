@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from omnifuse.data.synthetic_audio import PITCHES, beep_train, pitch_tone, render_tones
-from omnifuse.data.synthetic_common import (
+from omnifuse.benchmark.audio import PITCHES, beep_train, pitch_tone, render_tones
+from omnifuse.benchmark.common import (
     COLORS,
     SHAPES,
     SynthConfig,
@@ -18,7 +18,7 @@ from omnifuse.data.synthetic_common import (
     choose,
     sample_distinct,
 )
-from omnifuse.data.synthetic_image import render_scene, sample_layout
+from omnifuse.benchmark.image import render_scene, sample_layout
 
 # low -> circle, mid -> square, high -> triangle: stated in every question, so nothing is hidden.
 PITCH_TO_SHAPE: dict[str, str] = dict(zip(PITCHES, SHAPES))

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.data import synthetic_audio as audio
-from omnifuse.data import synthetic_image as image
-from omnifuse.data import synthetic_mixed as mixed
-from omnifuse.data import synthetic_video as video
-from omnifuse.data.synthetic_common import (
+from omnifuse.benchmark import audio as audio
+from omnifuse.benchmark import image as image
+from omnifuse.benchmark import mixed as mixed
+from omnifuse.benchmark import video as video
+from omnifuse.benchmark.common import (
     COLORS,
     MODALITIES,
     SHAPES,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnifuse.data.synthetic_common import SynthConfig, SyntheticRecord, choose, uniform
+from omnifuse.benchmark.common import SynthConfig, SyntheticRecord, choose, uniform
 
 PITCH_BANDS: dict[str, tuple[float, float]] = {
     "low": (200.0, 350.0),
