@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint
+.PHONY: demo test test-setup lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/omnifuse demo $(ARGS)
 
-test: $(STAMP)
+# System packages and downloads the tests need (browser, speech synthesis, real weights): one script each.
+test-setup: $(STAMP)
+	@for script in scripts/test-setup/*.sh; do [ -e "$$script" ] || continue; bash "$$script" || exit 1; done
+
+test: $(STAMP) test-setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
