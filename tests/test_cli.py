@@ -71,3 +71,40 @@ def test_export_of_an_incompatible_model_lists_reasons(saved_model, tmp_path, ca
     assert main(["export", "--model", str(saved_model), "--format", "llava", "--out", str(tmp_path / "x")]) == 2
     assert "audio" in capsys.readouterr().err
     assert main(["export", "--model", str(saved_model), "--format", "onnx", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_user_errors_of_every_command_exit_2_with_a_json_error_line(tmp_path, capsys):
+    llava = tmp_path / "llava"
+    llava.mkdir()
+    (llava / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"model: {{from_pretrained: {llava}}}\ndata: {{train: {tmp_path / 'd.jsonl'}}}\n"
+        f"stages: [{{name: sft, max_steps: 1}}]\noutput_dir: {tmp_path / 'out'}\n"
+    )
+    record = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    (tmp_path / "d.jsonl").write_text(json.dumps(record) + "\n")
+    cases = {
+        ("eval", "--model", str(llava), "--data", "x.jsonl"): "import_llava",
+        ("chat", "--model", str(llava), "hi"): "import_llava",
+        ("export", "--model", str(llava), "--out", str(tmp_path / "e")): "import_llava",
+        ("import", "--model", str(tmp_path), "--out", str(tmp_path / "i")): "no config.json",
+        ("import", "--model", str(llava), "--out", str(tmp_path / "i")): "no loadable LLaVA processor",
+        ("import", "--model", str(llava), "--out", str(llava)): "not an empty folder",
+        ("train", str(recipe)): "import_llava",
+        ("train", str(tmp_path / "missing.yaml")): "cannot read the recipe",
+    }
+    for argv, reason in cases.items():
+        assert main(list(argv)) == 2, argv
+        captured = capsys.readouterr()
+        assert len(captured.err.strip().splitlines()) == 1 and reason in captured.err, (argv, captured.err)
+        error = last_json(captured.out)
+        assert error["task"] == argv[0] and reason in error["error"]
+
+
+def test_from_pretrained_refuses_a_folder_of_another_model_type(tmp_path):
+    from omnifuse.errors import FolderError
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(FolderError, match="holds a 'llava' model, not an omnifuse model; import it with .*import_"):
+        OmniForConditionalGeneration.from_pretrained(tmp_path)

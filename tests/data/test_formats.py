@@ -196,7 +196,11 @@ def test_messages_drops_null_fields_that_arrow_adds():
         ([user(text("hi")), assistant("a"), user(text("more?"))], r"messages\[2\]\.role: the last turn is 'user'"),
         ([user(text("  ")), assistant("a")], r"messages\[0\]\.content\[0\]: empty text"),
         ([{"role": "bot", "content": "x"}, assistant("a")], r"messages\[0\]\.role: unknown role 'bot'"),
-        ([user({"type": "pdf", "path": "x"}), assistant("a")], r"messages\[0\]\.content\[0\]: unknown part type 'pdf'"),
+        (
+            [user({"type": "PDF file", "path": "x"}), assistant("a")],
+            r"messages\[0\]\.content\[0\]: unknown part type 'PDF file'",
+        ),
+        ([user({"type": "depth"}), assistant("a")], r"messages\[0\]\.content\[0\]: depth part has no source"),
         ([user({"type": "audio"}), assistant("a")], r"messages\[0\]\.content\[0\]: audio part has no source"),
         (
             [user({"type": "image_url", "image_url": {}}), assistant("a")],

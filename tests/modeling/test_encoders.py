@@ -4,12 +4,18 @@ import pytest
 import torch
 
 from omnifuse.config import ModalitySpec
-from omnifuse.modeling.encoders import ModalityEncoder, _build_module, as_tokens, probe_encoder, valid_output_length
+from omnifuse.modeling.encoders import (
+    ModalityEncoder,
+    as_tokens,
+    build_encoder_module,
+    probe_encoder,
+    valid_output_length,
+)
 from omnifuse.modeling.presets import AUDIO_FAMILIES, VISION_FAMILIES, tiny_audio_config, tiny_vision_config
 
 
 def real_output(config, shape):
-    module = _build_module(config).eval()
+    module = build_encoder_module(config).eval()
     with torch.no_grad():
         out = module(**{module.main_input_name: torch.randn(1, *shape)}, output_hidden_states=True)
     return as_tokens(out.hidden_states[-1])
@@ -39,7 +45,7 @@ def test_whisper_valid_length_follows_the_stride_two_conv():
 
 def test_feature_layers_and_cls_selection():
     config = tiny_vision_config("clip_vision_model", layers=3)
-    module = _build_module(config).eval()
+    module = build_encoder_module(config).eval()
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         hidden = module(pixel_values=pixels, output_hidden_states=True).hidden_states
@@ -55,7 +61,7 @@ def test_feature_layers_and_cls_selection():
 def test_conv_feature_maps_become_raster_order_tokens():
     # ResNet at 32 px: stem /4, second stage /2 -> a 4 x 4 map of 2 * width channels.
     config = tiny_vision_config("resnet", hidden=8)
-    module = _build_module(config).eval()
+    module = build_encoder_module(config).eval()
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         feature_map = module(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnifuse.errors import OmnifuseInputError
+from omnifuse.processing.parts import TEXT, part_modality, source_problem
 
 FORMATS = ("messages", "llava", "sharegpt")
 ROLES = ("system", "user", "assistant")
-MEDIA_KINDS = ("image", "video", "audio")
-PART_TYPES = ("text", *MEDIA_KINDS, "image_url", "input_audio")
 
 _ROLE_ALIASES = dict(human="user", user="user", gpt="assistant", assistant="assistant", system="system")
 _MEDIA_COLUMNS = {"image": "images", "video": "videos", "audio": "audios"}
@@ -33,7 +32,7 @@ _CONSUMED_KEYS = {
     "sharegpt": {"conversations", "messages", "system", *_MEDIA_COLUMNS.values()},
 }
 # "C:" is a Windows drive, not a scheme, hence two or more letters.
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 class DatasetFormatError(OmnifuseInputError):
@@ -238,7 +237,7 @@ def _media_part(kind: str, value: Any, where: str) -> dict:
     if isinstance(value, str):
         if not value.strip():
             raise DatasetFormatError("is an empty path", field=where)
-        return {"type": kind, "url" if _SCHEME.match(value) else "path": value}
+        return {"type": kind, "url" if SCHEME.match(value) else "path": value}
     if isinstance(value, dict) and {"bytes", "path"} >= set(value):
         # The undecoded form of a `datasets` Image/Audio/Video column.
         if value.get("bytes") is not None:
@@ -304,15 +303,9 @@ def _part_problem(part: Any) -> str | None:
     if not isinstance(part, dict):
         return f"must be an object with a 'type', got {type(part).__name__}"
     kind = part.get("type")
-    if kind not in PART_TYPES:
-        return f"unknown part type {kind!r}; expected one of {PART_TYPES}"
-    if kind == "text":
+    if kind == TEXT:
         text = part.get("text")
         return None if isinstance(text, str) and text.strip() else "empty text"
-    if kind in MEDIA_KINDS:
-        present = [k for k in ("path", "url", kind) if part.get(k) not in (None, "")]
-        return None if present else f"{kind} part has no source (needs 'path', 'url' or '{kind}')"
-    inner_key = "url" if kind == "image_url" else "data"
-    inner = part.get(kind)
-    ok = isinstance(inner, dict) and isinstance(inner.get(inner_key), str) and inner[inner_key]
-    return None if ok else f"{kind} part has no source (needs '{kind}': {{'{inner_key}': ...}})"
+    if part_modality(kind) is None:
+        return f"unknown part type {kind!r}; expected 'text' or a modality name (image, audio, depth, ...)"
+    return source_problem(part)

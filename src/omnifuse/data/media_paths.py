@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from omnifuse.data.formats import _SCHEME, MEDIA_KINDS, DatasetFormatError
+from omnifuse.data.formats import SCHEME, DatasetFormatError
+from omnifuse.processing.parts import TEXT, part_modality
 
 
 def resolve_media_paths(messages: list[dict], base_dir: Path, *, source: str, root: Path | None = None) -> list[dict]:
@@ -41,17 +42,15 @@ def _resolve_part(part: Any, base_dir: Path, root: Path, where: str, source: str
     if not isinstance(part, dict):
         return part
     kind = part.get("type")
-    if kind == "image_url" and isinstance(part.get("image_url"), dict):
-        local = _local_path(part["image_url"].get("url"))
+    name = part_modality(kind)
+    if name is None or kind == TEXT or kind.startswith("input_"):
+        return part  # text, or inline base64 data: nothing on disk
+    if kind.endswith("_url") and isinstance(part.get(kind), dict):
+        local = _local_path(part[kind].get("url"))
         if local is None:
             return part
-        return {
-            "type": "image",
-            "path": _checked_path(local, base_dir, root, f"{where}.image_url.url", source),
-        }
-    if kind not in MEDIA_KINDS:
-        return part
-    for key in ("path", "url", kind):
+        return {"type": name, "path": _checked_path(local, base_dir, root, f"{where}.{kind}.url", source)}
+    for key in ("path", "url", name):
         value = part.get(key)
         local = value if key == "path" else _local_path(value)
         if isinstance(local, str):
@@ -64,7 +63,7 @@ def _local_path(value: Any) -> str | None:
     """The file path a URL-ish string names, or None when it is not a local file (data:, http, bytes)."""
     if not isinstance(value, str):
         return None
-    if not _SCHEME.match(value):
+    if not SCHEME.match(value):
         return value
     parsed = urlparse(value)
     if parsed.scheme.lower() != "file":

@@ -20,8 +20,9 @@ import yaml
 from omnifuse.benchmark.generate import QUESTION_TYPES, write_benchmark
 from omnifuse.demo.recipe import DEFAULT_MINUTES, demo_recipe
 from omnifuse.demo.report import save_gallery
-from omnifuse.evaluation.dataset import eval_items, load_model_folder
+from omnifuse.evaluation.dataset import eval_items
 from omnifuse.evaluation.runner import evaluate, format_table
+from omnifuse.modeling.folder import load_omni_folder
 
 DEFAULT_TRAIN_RECORDS = 6000
 DEFAULT_TEST_RECORDS = 700
@@ -71,7 +72,7 @@ def run_demo(
     train(validate_recipe(recipe_dict, str(out / "recipe.yaml")))
     train_seconds = round(time.time() - started, 1)
 
-    model, processor = load_model_folder(out / "model")
+    model, processor = load_omni_folder(out / "model")
     items = eval_items(test_file)
     result = evaluate(model, processor, items)
     chance = {name: qt.chance for name, qt in QUESTION_TYPES.items()}

@@ -6,21 +6,21 @@ from pathlib import Path
 
 from transformers import TextStreamer
 
-from omnifuse.evaluation.dataset import load_model_folder
+from omnifuse.modeling.folder import load_omni_folder
 
 
-def build_messages(prompt: str, media: dict[str, str | None]) -> list[dict]:
+def build_messages(prompt: str, media: list[tuple[str, str]]) -> list[dict]:
+    """One user turn: a part per (modality name, file path), in order, then the prompt."""
     parts = []
-    for kind, path in media.items():
-        if path:
-            if not Path(path).exists():
-                raise FileNotFoundError(f"--{kind} {path}: no such file")
-            parts.append({"type": kind, "path": str(path)})
+    for name, path in media:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{name} {path}: no such file")
+        parts.append({"type": name, "path": str(path)})
     return [{"role": "user", "content": [*parts, {"type": "text", "text": prompt}]}]
 
 
-def chat(model_dir: str | Path, prompt: str, media: dict[str, str | None], max_new_tokens: int = 64) -> str:
-    model, processor = load_model_folder(model_dir)
+def chat(model_dir: str | Path, prompt: str, media: list[tuple[str, str]], max_new_tokens: int = 64) -> str:
+    model, processor = load_omni_folder(model_dir)
     inputs = processor.apply_chat_template(build_messages(prompt, media), add_generation_prompt=True)
     tok = processor.tokenizer
     streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)

@@ -5,21 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from omnifuse.data.sources import validate_dataset
 from omnifuse.evaluation.runner import EvalItem, evaluate, split_answer
-
-
-def load_model_folder(folder: str | Path):
-    """An omnifuse model + processor saved together (what `omnifuse train` and `omnifuse demo` write)."""
-    from omnifuse import OmniForConditionalGeneration, OmniProcessor
-
-    folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"{folder}: no config.json here; pass a folder written by save_pretrained")
-    model = OmniForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
-    return model.eval(), OmniProcessor.from_pretrained(folder)
+from omnifuse.modeling.folder import load_omni_folder
 
 
 def eval_items(data: str | Path, limit: int | None = None) -> list[EvalItem]:
@@ -34,5 +22,5 @@ def eval_items(data: str | Path, limit: int | None = None) -> list[EvalItem]:
 
 
 def evaluate_dataset(model_dir: str | Path, data: str | Path, batch_size: int = 32, limit: int | None = None) -> dict:
-    model, processor = load_model_folder(model_dir)
+    model, processor = load_omni_folder(model_dir)
     return evaluate(model, processor, eval_items(data, limit), batch_size=batch_size)

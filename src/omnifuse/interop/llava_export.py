@@ -31,7 +31,8 @@ from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig, LlavaProc
 from omnifuse.config import ModalitySpec, OmniConfig
 from omnifuse.errors import OmnifuseInputError
 from omnifuse.modeling.encoders import probe_encoder
-from omnifuse.modeling.model import OmniForConditionalGeneration
+from omnifuse.modeling.folder import check_omni_folder, is_adapter_folder, load_omni_folder
+from omnifuse.modeling.model import OmniForConditionalGeneration, check_omnifuse_config
 from omnifuse.modeling.tokens import unit_token_count
 from omnifuse.processing.image import to_transformers_image_processor
 from omnifuse.processing.processor import PROCESSOR_FILE, OmniProcessor
@@ -45,7 +46,6 @@ LOGIT_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 LLAVA_LM, LLAVA_HEAD = "language_model.model.", "language_model.lm_head."
 LLAVA_TOWER, LLAVA_PROJECTOR = "vision_tower.vision_model.", "multi_modal_projector."
 MAX_SHARD_SIZE = "5GB"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 class ExportError(OmnifuseInputError):
@@ -82,8 +82,9 @@ def _resolve(source: Any) -> tuple[OmniConfig, nn.Module | None]:
     if isinstance(source, OmniConfig):
         return source, None
     if isinstance(source, (str, Path)):
-        if _is_adapter_folder(Path(source)):
+        if is_adapter_folder(source):
             return _resolve(_load_adapter(Path(source)))
+        check_omnifuse_config(source)
         return OmniConfig.from_pretrained(str(source)), None
     base = source.get_base_model() if hasattr(source, "get_base_model") else source
     if not isinstance(base, OmniForConditionalGeneration):
@@ -320,10 +321,8 @@ def export_llava(
 
 def _load_for_export(source: Any, processor: OmniProcessor | None) -> tuple[nn.Module, OmniProcessor]:
     if isinstance(source, (str, Path)):
-        folder = Path(source)
-        model = _load_folder(folder)
-        if processor is None and (folder / PROCESSOR_FILE).exists():
-            processor = OmniProcessor.from_pretrained(folder)
+        model, folder_processor = _load_folder(Path(source))
+        processor = processor or folder_processor
     else:
         model = source
     if processor is None:
@@ -334,20 +333,14 @@ def _load_for_export(source: Any, processor: OmniProcessor | None) -> tuple[nn.M
     return model, processor
 
 
-def _load_folder(folder: Path) -> nn.Module:
-    if _is_adapter_folder(folder):
-        return _load_adapter(folder)  # merged by export_llava once the config checks pass
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"{folder}/config.json not found: pass a folder saved by omnifuse save_pretrained")
-    problems = check_llava_compatible(folder)  # cheap: config only, before loading any weight
-    if problems:
-        raise ExportError(problems)
-    return OmniForConditionalGeneration.from_pretrained(str(folder))
-
-
-def _is_adapter_folder(folder: Path) -> bool:
-    # A LoRA stage's output: adapter weights + processor, with the base model in another folder.
-    return (folder / ADAPTER_CONFIG).exists() and not (folder / "config.json").exists()
+def _load_folder(folder: Path) -> tuple[nn.Module, OmniProcessor]:
+    check_omni_folder(folder)
+    if not is_adapter_folder(folder):
+        problems = check_llava_compatible(folder)  # cheap: config only, before loading any weight
+        if problems:
+            raise ExportError(problems)
+    # An adapter stays unmerged here: export_llava merges it once the config checks pass.
+    return load_omni_folder(folder, merge_adapter=False)
 
 
 def _load_adapter(folder: Path) -> nn.Module:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoProcessor, LlavaConfig
 
 from omnifuse.config import ModalitySpec, OmniConfig
+from omnifuse.errors import FolderError
 from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.modeling.tokens import unit_token_count
 from omnifuse.processing.image import RESAMPLE
@@ -45,9 +46,14 @@ def import_llava(
         {'type': 'mlp'}
     """
     folder = Path(folder)
-    llava = AutoConfig.from_pretrained(str(folder))
+    if not (folder / "config.json").is_file():
+        raise FolderError(f"{folder}: no config.json here; pass a transformers LLaVA checkpoint folder")
+    try:
+        llava = AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise FolderError(f"{folder}/config.json cannot be read as a transformers config: {err}") from None
     if not isinstance(llava, LlavaConfig):
-        raise ValueError(f"{folder}/config.json has model_type {llava.model_type!r}, not 'llava'")
+        raise FolderError(f"{folder}/config.json has model_type {llava.model_type!r}, not 'llava'")
     tokenizer, image_token, processing = llava_processing(folder, llava)
     config = omni_config_from_llava(llava, image_token, processing)
     model = OmniForConditionalGeneration(config).to(dtype)
@@ -84,7 +90,7 @@ def llava_processing(folder: Path, llava: LlavaConfig) -> tuple[Any, str, dict[s
     try:
         hf = AutoProcessor.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as err:
-        raise FileNotFoundError(
+        raise FolderError(
             f"{folder}: no loadable LLaVA processor (tokenizer + image processor files): {err}"
         ) from err
     tokenizer = hf.tokenizer
@@ -92,7 +98,7 @@ def llava_processing(folder: Path, llava: LlavaConfig) -> tuple[Any, str, dict[s
     image_token = getattr(hf, "image_token", "<image>")
     token_id = tokenizer.convert_tokens_to_ids(image_token)
     if token_id != llava.image_token_index:
-        raise ValueError(
+        raise FolderError(
             f"{folder}: the tokenizer maps {image_token!r} to {token_id}, config.json says {llava.image_token_index}"
         )
     return tokenizer, image_token, image_settings(hf.image_processor, llava.vision_config.image_size, folder)
@@ -105,14 +111,14 @@ def image_settings(image_processor: Any, side: int, folder: Path) -> dict[str, A
     the same side gives the same pixels for square images only, so that case is warned about.
     """
     if getattr(image_processor, "do_rescale", True) and abs(image_processor.rescale_factor - 1 / 255) > 1e-9:
-        raise ValueError(f"{folder}: rescale_factor {image_processor.rescale_factor} is not 1/255")
+        raise FolderError(f"{folder}: rescale_factor {image_processor.rescale_factor} is not 1/255")
     normalize = getattr(image_processor, "do_normalize", True)
     mean = list(image_processor.image_mean) if normalize else [0.0, 0.0, 0.0]
     std = list(image_processor.image_std) if normalize else [1.0, 1.0, 1.0]
     by_value = {int(value): name for name, value in RESAMPLE.items()}
     resample = by_value.get(int(image_processor.resample))
     if resample is None:
-        raise ValueError(f"{folder}: image resample {image_processor.resample} has no omnifuse equivalent")
+        raise FolderError(f"{folder}: image resample {image_processor.resample} has no omnifuse equivalent")
     size = image_processor.size or {}
     if getattr(image_processor, "do_center_crop", False) or "shortest_edge" in size:
         warnings.warn(
@@ -149,7 +155,7 @@ def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     elif (folder / "model.safetensors").exists():
         files = ["model.safetensors"]
     else:
-        raise FileNotFoundError(f"{folder}: no model.safetensors or model.safetensors.index.json")
+        raise FolderError(f"{folder}: no model.safetensors or model.safetensors.index.json")
     state: dict[str, torch.Tensor] = {}
     for name in files:
         state.update(load_file(folder / name))
@@ -195,4 +201,4 @@ def load_llava_weights(model: OmniForConditionalGeneration, state: dict[str, tor
     problems += [f"checkpoint lacks {missing[:5]}"] if missing else []
     problems += [f"checkpoint keys with no place in the model {unexpected[:5]}"] if unexpected else []
     if problems:
-        raise ValueError("LLaVA weights do not fit the rebuilt model: " + "; ".join(problems))
+        raise FolderError("LLaVA weights do not fit the rebuilt model: " + "; ".join(problems))

@@ -7,10 +7,13 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedConfig
 
-from omnifuse.config import DEFAULT_PLACEHOLDERS, ModalitySpec, OmniConfig, encoder_config_from_dict
-from omnifuse.modeling.encoders import _load_pretrained_encoder, select_encoder_config
+from omnifuse.config import KINDS, ModalitySpec, OmniConfig, check_modality_name, encoder_config_from_dict
+from omnifuse.errors import ModalityError
+from omnifuse.modeling.encoders import load_pretrained_encoder, probe_encoder, select_encoder_config
 
 ComponentSource = str | Path | dict | PreTrainedConfig
+# Keys that make a dict a modality spec rather than an encoder config (which has `model_type`).
+SPEC_MARKERS = ("kind", "encoder", "shares_encoder_with")
 
 
 def as_config(source: ComponentSource) -> PreTrainedConfig:
@@ -33,25 +36,52 @@ def projector_for(projector: str | dict, name: str) -> dict[str, Any]:
     return {"type": projector} if isinstance(projector, str) else dict(projector)
 
 
+def as_spec_fields(name: str, source: Any) -> dict[str, Any]:
+    """A modality given as a component (`image=cfg`), a spec dict, or `True` (video: share the image encoder)."""
+    if source is True or (name == "video" and source == "image"):
+        return {"kind": "video", "shares_encoder_with": "image"}
+    if isinstance(source, dict) and any(key in source for key in SPEC_MARKERS):
+        return dict(source)
+    return {"encoder": source}
+
+
+def infer_kind(name: str, encoder_source: Any) -> str:
+    """A modality named after a kind has that kind; otherwise an encoder that reads pixels is image-like."""
+    if name in KINDS:
+        return name
+    config = as_config(encoder_source)
+    if getattr(config, "vision_config", None) is not None:
+        return "image"
+    if probe_encoder(config).main_input_name == "pixel_values":
+        return "image"
+    raise ModalityError(
+        f"modality {name!r}: give its kind ({sorted(KINDS)}), e.g. {{'kind': 'sequence', 'encoder': ...}}"
+    )
+
+
 def modality_specs(
     sources: dict[str, Any], projector: str | dict, options: dict[str, dict]
 ) -> tuple[dict[str, ModalitySpec], dict[str, Any]]:
     """Specs per modality, plus the encoder modules loaded from checkpoints (to copy weights from)."""
     specs, loaded = {}, {}
     for name, source in sources.items():
-        if source is None or source is False:
+        fields = {"projector": projector_for(projector, name), **options.get(check_modality_name(name), {})}
+        fields |= as_spec_fields(name, source)
+        owner = fields.get("shares_encoder_with")
+        if owner is not None:
+            if owner not in specs:
+                raise ModalityError(f"{name} shares the encoder of {owner!r}, so a modality {owner!r} must come first")
+            specs[name] = ModalitySpec(**{"kind": name if name in KINDS else specs[owner].kind, **fields})
             continue
-        extra = {"projector": projector_for(projector, name), **options.get(name, {})}
-        if name == "video" and (source is True or source == "image"):
-            if "image" not in specs:
-                raise ValueError("video shares the image encoder, so an image encoder is needed")
-            specs[name] = ModalitySpec(kind="video", shares_encoder_with="image", **extra)
-            continue
-        if is_checkpoint(source):
-            loaded[name], encoder_config = _load_pretrained_encoder(str(source), name)
+        encoder_source = fields.pop("encoder")
+        kind = fields.pop("kind", None) or infer_kind(name, encoder_source)
+        if kind not in KINDS:
+            raise ModalityError(f"modality {name!r}: kind must be one of {sorted(KINDS)}, got {kind!r}")
+        if is_checkpoint(encoder_source):
+            loaded[name], encoder_config = load_pretrained_encoder(str(encoder_source), kind)
         else:
-            encoder_config = select_encoder_config(as_config(source), name)
-        specs[name] = ModalitySpec(kind=name, encoder=encoder_config.to_dict(), **extra)
+            encoder_config = select_encoder_config(as_config(encoder_source), kind)
+        specs[name] = ModalitySpec(kind=kind, encoder=encoder_config.to_dict(), **fields)
     return specs, loaded
 
 
@@ -78,21 +108,20 @@ def assign_placeholder_ids(
 def compose(
     model_class,
     text: ComponentSource,
-    image: ComponentSource | None = None,
-    audio: ComponentSource | None = None,
-    video: ComponentSource | bool | None = None,
+    sources: dict[str, Any],
     projector: str | dict = "mlp",
     *,
     tokenizer=None,
     placeholder_token_ids: dict[str, int] | None = None,
     modality_options: dict[str, dict] | None = None,
 ):
-    """Build the composite; see `OmniForConditionalGeneration.from_components`."""
-    sources = {"image": image, "video": video, "audio": audio}
+    """Build the composite from a text component and named modality sources; see `from_components`."""
     specs, loaded_encoders = modality_specs(sources, projector, modality_options or {})
     unknown = set(modality_options or {}) - set(specs)
     if unknown:
-        raise ValueError(f"modality_options for absent modalities: {sorted(unknown)}")
+        raise ModalityError(f"modality_options for absent modalities: {sorted(unknown)}")
+    for name, spec in specs.items():
+        spec.placeholder = spec.placeholder or f"<{name}>"
     lm = AutoModelForCausalLM.from_pretrained(str(text)) if is_checkpoint(text) else None
     text_config = lm.config if lm is not None else as_config(text)
     vocab = assign_placeholder_ids(specs, text_config.vocab_size, tokenizer, placeholder_token_ids)
@@ -113,4 +142,4 @@ def compose(
     return model
 
 
-__all__ = ["compose", "DEFAULT_PLACEHOLDERS"]
+__all__ = ["compose", "modality_specs"]

@@ -13,16 +13,14 @@ import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig
 
-from omnifuse.config import ModalitySpec, encoder_config_from_dict
+from omnifuse.config import KINDS, ModalitySpec, encoder_config_from_dict
 
-VISUAL_KINDS = ("image", "video")
 # Whisper-style log-mel encoders take fixed windows of 2 * max_source_positions frames.
 DEFAULT_MEL_WINDOW_FRAMES = 3000
 DEFAULT_WAVEFORM_WINDOW_SAMPLES = 16000 * 10
@@ -31,13 +29,13 @@ DEFAULT_IMAGE_SIZE = 224
 
 
 def select_encoder_config(config: PreTrainedConfig, kind: str) -> PreTrainedConfig:
-    """Pick the tower a modality needs out of a full checkpoint config (e.g. CLIP -> its vision config)."""
-    tower = "vision_config" if kind in VISUAL_KINDS else "audio_config"
-    sub = getattr(config, tower, None)
+    """Pick the tower a modality kind needs out of a full checkpoint config (e.g. CLIP -> its vision config)."""
+    tower = KINDS[kind].tower
+    sub = getattr(config, tower, None) if tower else None
     return sub if isinstance(sub, PreTrainedConfig) else config
 
 
-def _build_module(config: PreTrainedConfig) -> nn.Module:
+def build_encoder_module(config: PreTrainedConfig) -> nn.Module:
     """The encoder module for a config: the model itself, or the encoder half of an encoder-decoder."""
     if not getattr(config, "is_encoder_decoder", False):
         return AutoModel.from_config(config)
@@ -77,7 +75,7 @@ def default_input_shape(config: PreTrainedConfig, input_name: str) -> tuple[int,
 def _probe_cached(config_json: str) -> tuple[EncoderProbe, nn.Module]:
     config = encoder_config_from_dict(json.loads(config_json))
     with torch.device("meta"):
-        module = _build_module(config).eval()  # eval: no layerdrop coin flips on meta
+        module = build_encoder_module(config).eval()  # eval: no layerdrop coin flips on meta
         name = module.main_input_name
         shape = default_input_shape(config, name)
         out = module(**{name: torch.empty(1, *shape)}, output_hidden_states=True)
@@ -127,19 +125,8 @@ def selected_length(spec: ModalitySpec, encoder_tokens: int) -> int:
     return encoder_tokens - 1 if spec.select_strategy == "default" else encoder_tokens
 
 
-def load_encoder_model(source: Any, kind: str) -> tuple[nn.Module, PreTrainedConfig]:
-    """Build or load an encoder from a config object, a config dict, a local folder or a hub id."""
-    if isinstance(source, dict):
-        source = encoder_config_from_dict(source)
-    if isinstance(source, PreTrainedConfig):
-        config = select_encoder_config(source, kind)
-        return _build_module(config), config
-    if isinstance(source, (str, Path)):
-        return _load_pretrained_encoder(str(source), kind)
-    raise TypeError(f"{kind} encoder: expected a config, a dict, a folder or a hub id, got {type(source).__name__}")
-
-
-def _load_pretrained_encoder(path: str, kind: str) -> tuple[nn.Module, PreTrainedConfig]:
+def load_pretrained_encoder(path: str, kind: str) -> tuple[nn.Module, PreTrainedConfig]:
+    """The encoder of a local folder or hub id, with weights: the tower `kind` needs, or the encoder half."""
     full_config = AutoConfig.from_pretrained(path)
     config = select_encoder_config(full_config, kind)
     if config is not full_config:

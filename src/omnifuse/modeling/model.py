@@ -1,5 +1,8 @@
 """OmniForConditionalGeneration: encoders -> projectors -> features scattered into a causal LM.
 
+Media arrive under each modality's batch key (`pixel_values` for "image", `depth_values` for a
+modality named "depth", ...), with a `<key>_mask` of valid frames for windowed kinds.
+
 Example:
     >>> model = OmniForConditionalGeneration.from_components(
     ...     text=LlamaConfig(...), image=SiglipVisionConfig(...), projector="mlp")
@@ -8,23 +11,40 @@ Example:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from omnifuse.config import OmniConfig, encoder_config_from_dict
-from omnifuse.modeling.encoders import ModalityEncoder, _build_module, probe_encoder
+from omnifuse.errors import FolderError, ModalityError
+from omnifuse.modeling.encoders import ModalityEncoder, build_encoder_module, probe_encoder
 from omnifuse.modeling.fusion import scatter_features
 from omnifuse.modeling.parts import PartsMixin
 from omnifuse.modeling.projectors import build_projector
-from omnifuse.modeling.tokens import (
-    encoder_token_count,
-    mask_input_name,
-    modality_input_name,
-    projector_layout,
-    unit_token_count,
-)
+from omnifuse.modeling.tokens import encoder_token_count, projector_layout, unit_token_count
+
+
+def check_omnifuse_config(folder: str | Path) -> None:
+    """A local folder whose config.json is not an omnifuse model is refused, naming what to use instead."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return  # a hub id, or a missing file that transformers reports itself
+    try:
+        model_type = json.loads(path.read_text()).get("model_type")
+    except (OSError, ValueError) as err:
+        raise FolderError(f"{path}: unreadable config ({err})") from None
+    if model_type == "omnifuse":
+        return
+    hint = (
+        "import it with omnifuse.interop.llava.import_llava(folder)"
+        if model_type == "llava"
+        else "compose it with OmniForConditionalGeneration.from_components(text=..., image=...)"
+    )
+    raise FolderError(f"{folder} holds a {model_type!r} model, not an omnifuse model; {hint}")
 
 
 class OmniPreTrainedModel(PreTrainedModel):
@@ -50,12 +70,20 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         text_hidden = config.text_config.hidden_size
         for name, spec in config.modality_specs().items():
             if spec.encoder is not None:
-                self.encoders[name] = ModalityEncoder(_build_module(encoder_config_from_dict(spec.encoder)), spec)
+                module = build_encoder_module(encoder_config_from_dict(spec.encoder))
+                self.encoders[name] = ModalityEncoder(module, spec)
             owner = config.encoder_spec_for(name)
             in_dim = probe_encoder(owner.encoder).hidden_size * owner.num_feature_layers
             self.projectors[name] = build_projector(spec.projector, in_dim, text_hidden, projector_layout(spec.kind))
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader, refusing a local folder that holds another model type (every weight
+        would be left random with only a warning)."""
+        check_omnifuse_config(pretrained_model_name_or_path)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     # -- embeddings (GenerationMixin and resize_token_embeddings go through these) --
     def get_input_embeddings(self) -> nn.Module:
@@ -100,24 +128,30 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
     ) -> torch.Tensor:
         """Token embeddings with every modality's features scattered into its placeholder positions.
 
-        `strict=False` (decoding with a cache) lets placeholder ids without media pass as plain tokens:
-        a model may generate one, and it has no medium behind it.
+        `media` maps batch keys (`pixel_values`, `depth_values`, `..._mask`) to tensors. `strict=False`
+        (decoding with a cache) lets placeholder ids without media pass as plain tokens: a model may
+        generate one, and it has no medium behind it.
         """
         embeds = self.get_input_embeddings()(input_ids)
         for name, spec in self.config.modality_specs().items():
             placeholder_mask = input_ids == spec.placeholder_token_id
-            input_name = modality_input_name(self.config, name)
-            values = media.get(input_name)
+            values = media.get(spec.batch_key)
             if values is None:
                 if strict and placeholder_mask.any():
-                    raise ValueError(
+                    raise ModalityError(
                         f"{name}: input_ids hold {int(placeholder_mask.sum())} placeholder tokens but no "
-                        f"`{input_name}` was given"
+                        f"`{spec.batch_key}` was given"
                     )
                 continue
-            features = self.encode_media(name, values, media.get(mask_input_name(input_name)))
+            features = self.encode_media(name, values, media.get(spec.mask_key))
             embeds = scatter_features(embeds, placeholder_mask, features, modality=name)
         return embeds
+
+    def split_media(self, kwargs: dict) -> dict[str, torch.Tensor]:
+        """Pop every modality's batch keys out of `kwargs` (the rest goes to the LM); None values are dropped."""
+        media_keys = self.config.media_keys()
+        media = {key: kwargs.pop(key) for key in list(kwargs) if key in media_keys}
+        return {key: value for key, value in media.items() if value is not None}
 
     def forward(
         self,
@@ -129,26 +163,13 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        pixel_values: torch.Tensor | None = None,
-        pixel_values_videos: torch.Tensor | None = None,
-        input_features: torch.Tensor | None = None,
-        input_features_mask: torch.Tensor | None = None,
-        input_values: torch.Tensor | None = None,
-        input_values_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        """Media come under transformers' names: images `pixel_values` (units, 3, H, W), videos
-        `pixel_values_videos` (frames, 3, H, W), audio `input_features` (windows, mels, frames) or
-        `input_values` (windows, samples) with a `*_mask` of valid frames/samples per window."""
-        given = {
-            "pixel_values": pixel_values,
-            "pixel_values_videos": pixel_values_videos,
-            "input_features": input_features,
-            "input_features_mask": input_features_mask,
-            "input_values": input_values,
-            "input_values_mask": input_values_mask,
-        }
-        media = {key: value for key, value in given.items() if value is not None}
+        """Media come as keyword arguments under their modality's batch key: images `pixel_values`
+        (units, 3, H, W), videos `pixel_values_videos` (frames, 3, H, W), audio `input_features`
+        (windows, mels, frames) or `input_values` (windows, samples), any other modality `<name>_values`;
+        windowed kinds add `<key>_mask` (valid frames per window). Other keywords go to the LM."""
+        media = self.split_media(kwargs)
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
@@ -167,6 +188,19 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
             **kwargs,
         )
 
+    def _validate_model_kwargs(self, model_kwargs: dict) -> None:
+        # transformers checks kwargs against forward's signature; media keys are named by the config instead.
+        media_keys = self.config.media_keys()
+        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in media_keys})
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        """transformers' preparation, plus: media are encoded once, at prefill, and dropped afterwards."""
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for key in self.config.media_keys():
+                inputs.pop(key, None)
+        return inputs
+
     @classmethod
     def from_components(
         cls,
@@ -174,21 +208,31 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         image=None,
         audio=None,
         video=None,
+        modalities: dict | None = None,
         projector: str | dict = "mlp",
         **kwargs,
     ) -> OmniForConditionalGeneration:
-        """Compose a model from a causal LM and modality encoders.
+        """Compose a model from a causal LM and any number of named modalities.
 
         Each component is a transformers config, a config dict (with `model_type`), a local folder
-        or a hub id (folders and ids load their weights). `video=True` shares the image encoder.
-        `projector` is a name, a spec dict, or a map modality -> either. Keyword options:
-        `tokenizer` (placeholders are added to it), `placeholder_token_ids`, `modality_options`
-        (per modality: `feature_layer`, `select_strategy`, `placeholder`, `processing`).
+        or a hub id (folders and ids load their weights). `image=`, `audio=`, `video=` are shorthands
+        for modalities of those names and kinds (`video=True` shares the image encoder). `modalities`
+        maps any other name to a component, or to a spec dict `{"kind": ..., "encoder": component, ...}`
+        (kind one of image / video / audio / sequence; also `shares_encoder_with`, `projector`,
+        `feature_layer`, `select_strategy`, `placeholder`, `processing`). `projector` is a name, a spec
+        dict, or a map modality -> either. Keyword options: `tokenizer` (placeholders are added to it),
+        `placeholder_token_ids`, `modality_options` (per modality, the same spec keys).
 
         Example:
             >>> model = OmniForConditionalGeneration.from_components(
-            ...     text="HuggingFaceTB/SmolLM2-135M", image="google/siglip-base-patch16-224", projector="mlp")
+            ...     text="HuggingFaceTB/SmolLM2-135M", image="google/siglip-base-patch16-224",
+            ...     modalities={"depth": {"kind": "image", "encoder": dinov2_config}})
         """
         from omnifuse.modeling.builder import compose
 
-        return compose(cls, text, image=image, audio=audio, video=video, projector=projector, **kwargs)
+        named = {"image": image, "video": video, "audio": audio}
+        overlap = sorted(k for k, v in named.items() if v is not None and k in (modalities or {}))
+        if overlap:
+            raise ModalityError(f"{overlap} given both as a keyword and in `modalities`; give each once")
+        sources = {k: v for k, v in named.items() if v is not None and v is not False} | dict(modalities or {})
+        return compose(cls, text, sources, projector=projector, **kwargs)

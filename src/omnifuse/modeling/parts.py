@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from omnifuse.errors import ModalityError
+
 GROUPS = {"encoders": "encoder.", "projectors": "projector."}
 
 
@@ -24,19 +26,20 @@ class PartsMixin:
         parts["language_model"] = self.language_model
         return parts
 
-    def _select_parts(self, names: tuple[str, ...]) -> dict[str, nn.Module]:
+    def select_parts(self, *names: str) -> dict[str, nn.Module]:
+        """Parts by exact name ("encoder.depth") or group ("encoders"); an unknown name is an error."""
         parts = self.part_modules()
         selected = {}
         for name in names:
             prefix = GROUPS.get(name)
             matches = {k: v for k, v in parts.items() if (k.startswith(prefix) if prefix else k == name)}
             if not matches and name not in GROUPS:
-                raise ValueError(f"unknown model part {name!r}; parts: {sorted(parts)}, groups: {sorted(GROUPS)}")
+                raise ModalityError(f"unknown model part {name!r}; parts: {sorted(parts)}, groups: {sorted(GROUPS)}")
             selected |= matches
         return selected
 
     def set_trainable(self, *names: str, trainable: bool = True) -> None:
-        for module in self._select_parts(names).values():
+        for module in self.select_parts(*names).values():
             module.requires_grad_(trainable)
 
     def freeze(self, *names: str) -> None:

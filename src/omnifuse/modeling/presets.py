@@ -128,3 +128,16 @@ def tiny_audio_config(
             "decoder_start_token_id": 1,
         }
     return AutoConfig.for_model(family, **kwargs | overrides)
+
+
+def tiny_sequence_config(channels: int = 6, window: int = 32, hidden: int = 32, layers: int = 1, heads: int = 4):
+    """An encoder for a sequence-kind modality (a (time, channels) signal such as an IMU stream).
+
+    Any encoder that reads (channels, frames) works; a Whisper-style encoder does, with `num_mel_bins`
+    as the channel count and windows of `window` frames (its two strided convolutions halve them).
+
+    Example:
+        >>> tiny_sequence_config(channels=6, window=32).num_mel_bins
+        6
+    """
+    return tiny_audio_config("whisper", hidden, layers, heads, num_mel_bins=channels, max_source_positions=window // 2)

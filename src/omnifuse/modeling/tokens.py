@@ -1,6 +1,6 @@
 """The one place that says how many LM tokens a media unit becomes.
 
-A unit is what the encoder sees at once: an image crop, a video frame or an audio window.
+A unit is what the encoder sees at once: an image crop, a video frame, an audio or sequence window.
 encoder output length (probed) -> CLS selection -> projector compression. The processor uses this
 to expand placeholders and the model uses it to keep the valid projected rows, so the two can
 never disagree.
@@ -8,14 +8,14 @@ never disagree.
 
 from __future__ import annotations
 
-from omnifuse.config import VISUAL_INPUT_NAMES, ModalitySpec, OmniConfig
-from omnifuse.modeling.encoders import VISUAL_KINDS, probe_encoder, selected_length, valid_output_length
+from omnifuse.config import KINDS, ModalitySpec
+from omnifuse.modeling.encoders import probe_encoder, selected_length, valid_output_length
 from omnifuse.modeling.projectors import projector_output_length
 
 
 def projector_layout(kind: str) -> str:
-    """Visual features form a square patch grid; audio features form a time sequence."""
-    return "grid" if kind in VISUAL_KINDS else "sequence"
+    """Visual features form a square patch grid; audio and other signals form a time sequence."""
+    return KINDS[kind].layout
 
 
 def encoder_token_count(encoder_spec: ModalitySpec, valid_input: int | None = None) -> int:
@@ -32,15 +32,3 @@ def unit_token_count(spec: ModalitySpec, encoder_spec: ModalitySpec, valid_input
     return projector_output_length(
         spec.projector, encoder_token_count(encoder_spec, valid_input), projector_layout(spec.kind)
     )
-
-
-def modality_input_name(config: OmniConfig, name: str) -> str:
-    """The batch key that carries a modality's tensors (transformers' names: pixel_values, input_features...)."""
-    spec = config.modality_specs()[name]
-    if spec.kind in VISUAL_INPUT_NAMES:
-        return VISUAL_INPUT_NAMES[spec.kind]
-    return probe_encoder(config.encoder_spec_for(name).encoder).main_input_name
-
-
-def mask_input_name(input_name: str) -> str:
-    return f"{input_name}_mask"

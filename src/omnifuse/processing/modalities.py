@@ -1,12 +1,13 @@
-"""Per-modality item processing: one media part -> encoder units + the token ids that replace its placeholder.
+"""Per-kind item processing: one media part -> encoder units + the token ids that replace its placeholder.
 
-The settings of each modality come from its encoder (probed: input size, mel bins, window) with
-overrides from the modality spec's `processing` dict, so nothing here is family-specific.
+One class per *kind* (image, video, audio, sequence), never per modality name: a modality named
+"depth" of kind image uses `ImageItems` with its own encoder's settings. Settings come from the
+encoder (probed: input size, mel bins, window) with overrides from the spec's `processing` dict.
 """
 
 from __future__ import annotations
 
-import base64
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.tokens import unit_token_count
 from omnifuse.processing.audio import AudioSettings, audio_to_windows
 from omnifuse.processing.image import ImageSettings, image_to_crops
-from omnifuse.processing.media import MediaError, MediaLimits, load_audio, load_image, load_video
+from omnifuse.processing.media import MediaError, MediaLimits, load_audio, load_image, load_sequence, load_video
+from omnifuse.processing.sequence import SequenceSettings, sequence_to_windows
 from omnifuse.processing.video import frames_to_tensor
 
 VIDEO_SAMPLING_KEYS = ("num_frames", "fps")
@@ -26,26 +28,8 @@ VIDEO_SAMPLING_KEYS = ("num_frames", "fps")
 @dataclass
 class EncodedMedia:
     values: torch.Tensor  # (units, ...) crops, frames or windows
-    mask: torch.Tensor | None  # (units, length) valid frames/samples, audio only
+    mask: torch.Tensor | None  # (units, length) valid frames/samples, windowed kinds only
     expansion: list[int]  # token ids that replace the item's single placeholder
-
-
-def part_source(part: dict[str, Any], kind: str) -> Any:
-    """The medium inside a content part: path, url, data URI, in-memory object or base64 audio."""
-    if part["type"] in ("image_url", "video_url"):
-        value = part[part["type"]]
-        return value["url"] if isinstance(value, dict) else value
-    if part["type"] == "input_audio":
-        try:
-            return base64.b64decode(part["input_audio"]["data"], validate=True)
-        except (KeyError, TypeError, ValueError) as err:
-            raise MediaError("audio", "", f"input_audio needs base64 'data': {err}") from err
-    for key in ("path", "url", kind, "array"):
-        if part.get(key) is not None:
-            # In-memory audio may carry its own rate: {"type": "audio", "audio": array, "sampling_rate": 44100}
-            rate = part.get("sampling_rate")
-            return (part[key], rate) if rate is not None and key in (kind, "array") else part[key]
-    raise MediaError(kind, "", f"content part has no media source (one of path, url, {kind})")
 
 
 class ImageItems:
@@ -76,8 +60,25 @@ class VideoItems(ImageItems):
         return EncodedMedia(frames_to_tensor(frames, self.settings), None, expansion)
 
 
-class AudioItems:
+class WindowedItems(ABC):
+    """Kinds cut into encoder windows with a valid-frame mask; each window's token count follows its mask."""
+
     def __init__(self, spec: ModalitySpec, owner: ModalitySpec, placeholder_id: int):
+        self.spec, self.owner, self.placeholder_id = spec, owner, placeholder_id
+
+    @abstractmethod
+    def windows(self, source: Any, item: str, limits: MediaLimits) -> tuple[torch.Tensor, torch.Tensor]:
+        """The medium as (windows, ...) encoder input and a (windows, length) mask of valid frames."""
+
+    def encode(self, source: Any, item: str, limits: MediaLimits, tokenizer) -> EncodedMedia:
+        values, mask = self.windows(source, item, limits)
+        n_tokens = sum(unit_token_count(self.spec, self.owner, int(valid)) for valid in mask.sum(-1).tolist())
+        return EncodedMedia(values, mask, [self.placeholder_id] * n_tokens)
+
+
+class AudioItems(WindowedItems):
+    def __init__(self, spec: ModalitySpec, owner: ModalitySpec, placeholder_id: int):
+        super().__init__(spec, owner, placeholder_id)
         probe = probe_encoder(owner.encoder)
         options = dict(spec.processing)
         if probe.main_input_name == "input_features":
@@ -90,13 +91,33 @@ class AudioItems:
         else:
             defaults = {"input_kind": "waveform", "window_samples": probe.input_length}
         self.settings = AudioSettings(**{**defaults, **options})
-        self.spec, self.owner, self.placeholder_id = spec, owner, placeholder_id
 
-    def encode(self, source: Any, item: str, limits: MediaLimits, tokenizer) -> EncodedMedia:
+    def windows(self, source: Any, item: str, limits: MediaLimits) -> tuple[torch.Tensor, torch.Tensor]:
         waveform = load_audio(source, sampling_rate=self.settings.sampling_rate, item=item, limits=limits)
-        values, mask = audio_to_windows(waveform, self.settings)
-        n_tokens = sum(unit_token_count(self.spec, self.owner, int(valid)) for valid in mask.sum(-1).tolist())
-        return EncodedMedia(values, mask, [self.placeholder_id] * n_tokens)
+        return audio_to_windows(waveform, self.settings)
 
 
-ITEM_PROCESSORS = {"image": ImageItems, "video": VideoItems, "audio": AudioItems}
+class SequenceItems(WindowedItems):
+    """A (time, channels) float signal in windows of the encoder's input length (channels x frames)."""
+
+    def __init__(self, spec: ModalitySpec, owner: ModalitySpec, placeholder_id: int):
+        super().__init__(spec, owner, placeholder_id)
+        probe = probe_encoder(owner.encoder)
+        channels_first = len(probe.input_shape) == 2
+        defaults = {
+            "channels": probe.input_shape[0] if channels_first else 1,
+            "window": probe.input_length,
+            "channels_first": channels_first,
+        }
+        self.settings = SequenceSettings.from_options(defaults, spec.processing)
+
+    def windows(self, source: Any, item: str, limits: MediaLimits) -> tuple[torch.Tensor, torch.Tensor]:
+        array = load_sequence(source, item=item, limits=limits)
+        if array.shape[1] != self.settings.channels:
+            raise MediaError(
+                "sequence", item, f"has {array.shape[1]} channels; this encoder reads {self.settings.channels}"
+            )
+        return sequence_to_windows(array, self.settings)
+
+
+ITEM_PROCESSORS = {"image": ImageItems, "video": VideoItems, "audio": AudioItems, "sequence": SequenceItems}

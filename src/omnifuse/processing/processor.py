@@ -17,11 +17,12 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BatchFeature
 
-from omnifuse.config import ModalitySpec, OmniConfig
-from omnifuse.modeling.tokens import mask_input_name, modality_input_name
-from omnifuse.processing.chat import IGNORE_INDEX, render_segments, tokenize_segments
+from omnifuse.config import ModalitySpec, OmniConfig, encoder_owner, resolve_modalities
+from omnifuse.errors import FolderError, ModalityError
+from omnifuse.processing.chat import IGNORE_INDEX, Placeholder, render_segments, tokenize_segments
 from omnifuse.processing.media import MediaError, MediaLimits
-from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia, part_source
+from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia
+from omnifuse.processing.parts import part_modality, part_source
 
 PROCESSOR_FILE = "omnifuse_processor.json"
 
@@ -36,52 +37,73 @@ class EncodedSample:
 
 
 class OmniProcessor:
-    """Tokenizer + one item processor per modality + chat template, saved together in a folder."""
+    """Tokenizer + one item processor per named modality + chat template, saved together in a folder."""
 
     def __init__(self, tokenizer, modalities: dict[str, dict], limits: MediaLimits | None = None):
         self.tokenizer = tokenizer
-        self.config = OmniConfig(text_config={"model_type": "llama"}, modalities=modalities)
+        self.specs: dict[str, ModalitySpec] = resolve_modalities(modalities)
         self.limits = limits or MediaLimits()
         self.items = {}
-        for name, spec in self.config.modality_specs().items():
+        for name, spec in self.specs.items():
             placeholder_id = tokenizer.convert_tokens_to_ids(spec.placeholder)
             if placeholder_id != spec.placeholder_token_id:
-                raise ValueError(
+                raise ModalityError(
                     f"{name}: tokenizer maps {spec.placeholder!r} to {placeholder_id}, the model expects "
                     f"{spec.placeholder_token_id}; build the model with this tokenizer (from_components(tokenizer=...))"
                 )
-            self.items[name] = ITEM_PROCESSORS[spec.kind](spec, self.config.encoder_spec_for(name), placeholder_id)
+            self.items[name] = ITEM_PROCESSORS[spec.kind](spec, encoder_owner(self.specs, name), placeholder_id)
 
     @classmethod
     def from_model_config(cls, config: OmniConfig, tokenizer, **kwargs) -> OmniProcessor:
         return cls(tokenizer, config.modalities, **kwargs)
 
     @property
-    def specs(self) -> dict[str, ModalitySpec]:
-        return self.config.modality_specs()
+    def modalities(self) -> dict[str, dict]:
+        """name -> spec dict, as saved in omnifuse_processor.json and in the model's config."""
+        return {name: spec.to_dict() for name, spec in self.specs.items()}
+
+    def modality_for(self, part_type: str, item: str = "") -> str:
+        """The modality a content part type fills: its name (`depth`, `image_url` -> image, `input_audio`
+        -> audio), or a kind that exactly one modality has (`image` when the only image modality is `camera`)."""
+        name = part_modality(part_type)
+        if name in self.specs:
+            return name
+        of_kind = [n for n, spec in self.specs.items() if spec.kind == name]
+        if len(of_kind) == 1:
+            return of_kind[0]
+        where = f" ({item})" if item else ""
+        raise ModalityError(
+            f"content part{where} of type {part_type!r}: this model has no {name!r} modality "
+            f"(modalities: {sorted(self.specs)})"
+        )
+
+    def placeholder(self, part_type: str, item: str = "") -> Placeholder:
+        name = self.modality_for(part_type, item)
+        return Placeholder(name, self.specs[name].placeholder, self.items[name].placeholder_id)
 
     # -- encoding --
     def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False) -> EncodedSample:
         """Tokenize one conversation, expanding each placeholder to its item's exact token count."""
-        segments, parts = render_segments(self.tokenizer, messages, add_generation_prompt)
+        segments, parts = render_segments(self.tokenizer, messages, add_generation_prompt, self.placeholder)
         ids, labels = tokenize_segments(self.tokenizer, segments)
-        encoded = [self._encode_part(p.kind, p.part, p.item) for p in parts]
-        return self._expand(ids, labels, [p.kind for p in parts], encoded)
+        encoded = [self._encode_part(p.modality, p.part, p.item) for p in parts]
+        return self._expand(ids, labels, [p.modality for p in parts], encoded)
 
-    def _encode_part(self, kind: str, part: dict, item: str) -> EncodedMedia:
-        if kind not in self.items:
-            raise MediaError(kind, item, f"this model has no {kind} encoder (modalities: {sorted(self.items)})")
+    def _encode_part(self, name: str, part: dict, item: str) -> EncodedMedia:
         try:
-            source = part_source(part, kind)
+            return self.items[name].encode(part_source(part), item, self.limits, self.tokenizer)
         except MediaError as err:
-            raise MediaError(kind, item, err.reason) from err
-        return self.items[kind].encode(source, item, self.limits, self.tokenizer)
+            raise MediaError(name, item, err.reason) from err  # named after the modality, not its kind
+        except ValueError as err:
+            if isinstance(err, ModalityError):
+                raise
+            raise MediaError(name, item, str(err)) from err
 
     def _expand(
-        self, ids: list[int], labels: list[int], kinds: list[str], encoded: list[EncodedMedia]
+        self, ids: list[int], labels: list[int], names: list[str], encoded: list[EncodedMedia]
     ) -> EncodedSample:
         by_id = {proc.placeholder_id: name for name, proc in self.items.items()}
-        queues = {name: [e for k, e in zip(kinds, encoded) if k == name] for name in self.items}
+        queues = {name: [e for k, e in zip(names, encoded) if k == name] for name in self.items}
         found = {name: sum(1 for t in ids if by_id.get(t) == name) for name in self.items}
         for name in self.items:
             if found[name] != len(queues[name]):
@@ -102,10 +124,10 @@ class OmniProcessor:
         return sample
 
     def _add_media(self, sample: EncodedSample, name: str, media: EncodedMedia) -> None:
-        key = modality_input_name(self.config, name)
-        sample.media.setdefault(key, []).append(media.values)
+        spec = self.specs[name]
+        sample.media.setdefault(spec.batch_key, []).append(media.values)
         if media.mask is not None:
-            sample.media.setdefault(mask_input_name(key), []).append(media.mask)
+            sample.media.setdefault(spec.mask_key, []).append(media.mask)
 
     # -- batching --
     def collate(
@@ -156,26 +178,35 @@ class OmniProcessor:
         return out if return_dict else out["input_ids"]
 
     def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        """The prompt as text, placeholders unexpanded (for display and debugging)."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        """The prompt as text, one placeholder per media part (unexpanded), for display and debugging."""
+        segments, _ = render_segments(self.tokenizer, messages, add_generation_prompt, self.placeholder)
+        return "".join(segment.text for segment in segments)
 
-    def __call__(self, text: str | list[str], images=None, audios=None, videos=None, padding_side=None) -> BatchFeature:
-        """LLaVA-style call: prompt strings holding placeholders, plus media lists in placeholder order."""
+    def __call__(
+        self, text: str | list[str], images=None, audios=None, videos=None, padding_side=None, **media
+    ) -> BatchFeature:
+        """LLaVA-style call: prompt strings holding placeholders, plus media lists in placeholder order.
+
+        `images`, `audios`, `videos` fill the modalities of those kinds; any other modality by its name
+        (`processor(text, images=[rgb], depth=[depth_map])`).
+        """
         texts = [text] if isinstance(text, str) else list(text)
-        pools = {"image": list(images or []), "audio": list(audios or []), "video": list(videos or [])}
+        given = {"image": images, "audio": audios, "video": videos} | media
+        pools = {self.modality_for(kind): list(items) for kind, items in given.items() if items is not None}
+        by_id = {proc.placeholder_id: name for name, proc in self.items.items()}
         samples = []
         for t in texts:
             ids = self.tokenizer(t, add_special_tokens=False).input_ids
-            kinds = [name for token in ids for name, proc in self.items.items() if token == proc.placeholder_id]
+            names = [by_id[token] for token in ids if token in by_id]
             encoded = []
-            for n, kind in enumerate(kinds):
-                if not pools.get(kind):
-                    raise ValueError(f"{kind}: the prompt has more placeholders than {kind} items were given")
-                encoded.append(self.items[kind].encode(pools[kind].pop(0), f"{kind} {n}", self.limits, self.tokenizer))
-            samples.append(self._expand(ids, [IGNORE_INDEX] * len(ids), kinds, encoded))
+            for n, name in enumerate(names):
+                if not pools.get(name):
+                    raise ModalityError(f"{name}: the prompt has more placeholders than {name} items were given")
+                encoded.append(self._encode_part(name, {"type": name, name: pools[name].pop(0)}, f"{name} {n}"))
+            samples.append(self._expand(ids, [IGNORE_INDEX] * len(ids), names, encoded))
         leftover = {k: len(v) for k, v in pools.items() if v}
         if leftover:
-            raise ValueError(f"more media than placeholders in the prompts: {leftover} left over")
+            raise ModalityError(f"more media than placeholders in the prompts: {leftover} left over")
         return self.collate(samples, padding_side=padding_side)
 
     # -- decoding --
@@ -192,7 +223,7 @@ class OmniProcessor:
         self.tokenizer.save_pretrained(folder)
         state = {
             "processor_class": type(self).__name__,
-            "modalities": self.config.modalities,
+            "modalities": self.modalities,
             "limits": asdict(self.limits),
         }
         (folder / PROCESSOR_FILE).write_text(json.dumps(state, indent=2))
@@ -202,7 +233,7 @@ class OmniProcessor:
         folder = Path(folder)
         path = folder / PROCESSOR_FILE
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: save the processor with OmniProcessor.save_pretrained")
+            raise FolderError(f"{path} not found: save the processor with OmniProcessor.save_pretrained")
         state = json.loads(path.read_text())
         tokenizer = AutoTokenizer.from_pretrained(folder)
         return cls(tokenizer, state["modalities"], limits=MediaLimits(**state.get("limits", {})))

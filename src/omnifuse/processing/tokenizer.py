@@ -15,19 +15,20 @@ from collections.abc import Iterable, Sequence
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from omnifuse.config import DEFAULT_PLACEHOLDERS
-
 PAD, BOS, TURN_START, TURN_END = "<|pad|>", "<|bos|>", "<|im_start|>", "<|im_end|>"
 CHAT_TOKENS = (PAD, BOS, TURN_START, TURN_END)
+DEFAULT_PLACEHOLDERS = ("<image>", "<video>", "<audio>")
 
 
-def chat_template(placeholders: dict[str, str] | None = None) -> str:
-    """A ChatML-style Jinja template; media parts render as their modality's placeholder string."""
-    ph = {**DEFAULT_PLACEHOLDERS, **(placeholders or {})}
+def chat_template() -> str:
+    """A ChatML-style Jinja template.
+
+    The processor hands templates text parts only (media parts become their placeholder token after
+    rendering), so this one needs no per-modality branch. Called directly by the tokenizer, a media part
+    renders as `<name>` (its type without `input_` / `_url`), which is the default placeholder.
+    """
     media = (
-        "{%- elif part['type'] in ['image', 'image_url'] -%}" + ph["image"] + ""
-        "{%- elif part['type'] in ['audio', 'input_audio'] -%}" + ph["audio"] + ""
-        "{%- elif part['type'] in ['video', 'video_url'] -%}" + ph["video"] + ""
+        "{%- else -%}{{ '<' ~ (part['type'] | replace('input_', '', 1) | replace('_url', '')) ~ '>' }}"
     )
     return (
         "{%- for message in messages -%}"
@@ -46,7 +47,7 @@ def chat_template(placeholders: dict[str, str] | None = None) -> str:
 def build_bpe_tokenizer(
     corpus: Iterable[str],
     vocab_size: int = 512,
-    placeholders: Sequence[str] = tuple(DEFAULT_PLACEHOLDERS.values()),
+    placeholders: Sequence[str] = DEFAULT_PLACEHOLDERS,
     extra_special_tokens: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE (every byte is in the alphabet, so no text is ever unknown)."""
@@ -68,5 +69,5 @@ def build_bpe_tokenizer(
         eos_token=TURN_END,
         extra_special_tokens=list(placeholders) + list(extra_special_tokens),
     )
-    tokenizer.chat_template = chat_template(dict(zip(DEFAULT_PLACEHOLDERS, placeholders)))
+    tokenizer.chat_template = chat_template()
     return tokenizer

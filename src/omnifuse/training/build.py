@@ -17,12 +17,15 @@ from transformers import AutoTokenizer
 
 from omnifuse.data.formats import DatasetFormatError, Record
 from omnifuse.data.sources import MessagesDataset
+from omnifuse.errors import FolderError
+from omnifuse.modeling.builder import SPEC_MARKERS
+from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.processing.processor import OmniProcessor
 from omnifuse.processing.tokenizer import build_bpe_tokenizer, chat_template
 from omnifuse.training.recipe import DataSection, ModelSection, RecipeError
 
-MEDIA_COMPONENTS = ("image", "audio", "video")
+SHORTHAND_MODALITIES = ("image", "video", "audio")  # ModelSection fields; any other name goes in `modalities`
 
 
 def load_datasets(data: DataSection) -> tuple[MessagesDataset, MessagesDataset | None]:
@@ -68,14 +71,18 @@ def build_model(section: ModelSection, records: list[Record]) -> tuple[OmniForCo
         return load_pretrained(section.from_pretrained)
     tokenizer = build_tokenizer(section, records)
     text = _checked_component(_with_tokenizer_ids(section.text, tokenizer), "model.text")
-    components = {name: _checked_component(getattr(section, name), f"model.{name}") for name in MEDIA_COMPONENTS}
+    shorthands = {name: getattr(section, name) for name in SHORTHAND_MODALITIES if getattr(section, name) is not None}
+    modalities = {
+        name: _checked_modality(source, f"model.{'' if name in shorthands else 'modalities.'}{name}")
+        for name, source in (shorthands | section.modalities).items()
+    }
     try:
         model = OmniForConditionalGeneration.from_components(
             text=text,
+            modalities=modalities,
             projector=section.projector,
             tokenizer=tokenizer,
             modality_options=section.modality_options,
-            **components,
         )
     except (ValueError, OSError) as err:
         raise RecipeError(f"cannot build the model: {err}", path="model") from None
@@ -85,13 +92,10 @@ def build_model(section: ModelSection, records: list[Record]) -> tuple[OmniForCo
 
 def load_pretrained(folder: str) -> tuple[OmniForConditionalGeneration, OmniProcessor]:
     """An omnifuse folder (model + processor), in float32 (the training master copy)."""
-    if not Path(folder).is_dir():
-        raise RecipeError(f"{folder} is not a folder", path="model.from_pretrained")
     try:
-        model = OmniForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
-        processor = OmniProcessor.from_pretrained(folder)
-    except (OSError, ValueError) as err:
-        raise RecipeError(f"{folder} is not an omnifuse model folder: {err}", path="model.from_pretrained") from None
+        model, processor = load_omni_folder(folder, dtype=torch.float32)
+    except (OSError, FolderError) as err:
+        raise RecipeError(str(err), path="model.from_pretrained") from None
     return model, processor
 
 
@@ -139,12 +143,21 @@ def _with_tokenizer_ids(text: Any, tokenizer) -> Any:
     return {**defaults, **text}
 
 
+def _checked_modality(value: Any, key: str) -> Any:
+    """A modality is a component, `True` (video: share the image encoder) or a spec whose encoder is one."""
+    if value is True or (key == "model.video" and value == "image"):
+        return value
+    if isinstance(value, dict) and any(marker in value for marker in SPEC_MARKERS):
+        if value.get("encoder") is not None:
+            return {**value, "encoder": _checked_component(value["encoder"], f"{key}.encoder")}
+        return value
+    return _checked_component(value, key)
+
+
 def _checked_component(value: Any, key: str) -> Any:
     """Folders must exist here (no network); config dicts must say which family they are."""
     if isinstance(value, dict) and "model_type" not in value:
         raise RecipeError("a component config needs `model_type` (e.g. llama, siglip_vision_model)", path=key)
-    if key == "model.video" and value in (True, "image"):
-        return value  # video shares the image encoder
     if isinstance(value, str) and not Path(value).is_dir():
         raise RecipeError(f"{value} is not a folder (no network here: give a local folder)", path=key)
     return value

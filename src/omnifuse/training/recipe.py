@@ -81,6 +81,8 @@ class ModelSection(Section):
     """Either `from_pretrained` (an omnifuse folder) or components composed into a new model.
 
     Components are local folders (weights are loaded) or config dicts with `model_type` (fresh weights).
+    `image`, `audio`, `video` are shorthands; `modalities` names any other modality, as a component or
+    a spec (`{kind: sequence, encoder: {...}, projector: mlp, processing: {...}}`).
     """
 
     from_pretrained: str | None = None
@@ -88,6 +90,7 @@ class ModelSection(Section):
     image: Component = None
     audio: Component = None
     video: str | dict[str, Any] | bool | None = None
+    modalities: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
     projector: str | dict[str, Any] = "mlp"
     modality_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tokenizer: TokenizerSection | None = None
@@ -95,7 +98,8 @@ class ModelSection(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSection:
-        components = [k for k in ("text", "image", "audio", "video", "tokenizer", "chat_template") if getattr(self, k)]
+        keys = ("text", "image", "audio", "video", "modalities", "tokenizer", "chat_template")
+        components = [k for k in keys if getattr(self, k)]
         if self.from_pretrained and components:
             raise ValueError(f"from_pretrained loads a complete model; remove {components}")
         if not self.from_pretrained and not self.text:
@@ -139,7 +143,13 @@ class LoraSection(Section):
 
 
 class StageSection(Section):
+    """One training stage: `name` picks the parts that train (align: projectors; sft: projectors + LM;
+    full: everything); `train` / `freeze` add or remove parts by name (`encoder.depth`, `encoders`,
+    `projector.imu`, `language_model`; `encoders.depth` is accepted for `encoder.depth`)."""
+
     name: StageName
+    train: list[str] = Field(default_factory=list)
+    freeze: list[str] = Field(default_factory=list)
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: LearningRates = Field(default_factory=LearningRates)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from omnifuse.errors import ModalityError
 from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.training.lora import apply_lora, base_of
-from omnifuse.training.recipe import LearningRates, StageSection
+from omnifuse.training.recipe import LearningRates, RecipeError, StageSection
 
 STAGE_PARTS: dict[str, tuple[str, ...]] = {
     "align": ("projectors",),
@@ -35,10 +36,23 @@ def lr_group(part: str) -> str:
     return "language_model"
 
 
-def trained_parts(model: OmniForConditionalGeneration, stage_name: str) -> list[str]:
-    """Concrete part names ("projector.image", ...) that a stage trains."""
-    groups = STAGE_PARTS[stage_name]
-    return [part for part in model.part_modules() if lr_group(part) in groups]
+def trained_parts(model: OmniForConditionalGeneration, stage: StageSection | str) -> list[str]:
+    """Concrete part names ("projector.image", ...) that a stage trains: its name's groups, plus `train`,
+    minus `freeze`."""
+    stage = stage if isinstance(stage, StageSection) else StageSection(name=stage, max_steps=1)
+    groups = STAGE_PARTS[stage.name]
+    parts = {part for part in model.part_modules() if lr_group(part) in groups}
+    parts |= set(model.select_parts(*map(part_name, stage.train)))
+    parts -= set(model.select_parts(*map(part_name, stage.freeze)))
+    return [part for part in model.part_modules() if part in parts]
+
+
+def part_name(name: str) -> str:
+    """Recipes may spell a part like its module path: "encoders.depth" -> "encoder.depth"."""
+    for plural, singular in (("encoders.", "encoder."), ("projectors.", "projector.")):
+        if name.startswith(plural):
+            return singular + name[len(plural) :]
+    return name
 
 
 def prepare_stage_model(model: OmniForConditionalGeneration, stage: StageSection, index: int = 0) -> nn.Module:
@@ -46,7 +60,10 @@ def prepare_stage_model(model: OmniForConditionalGeneration, stage: StageSection
 
     Returns the model to train: `model` itself, or a peft wrapper around it.
     """
-    parts = trained_parts(model, stage.name)
+    try:
+        parts = trained_parts(model, stage)
+    except ModalityError as err:
+        raise RecipeError(str(err), path=f"stages.{index}") from None
     model.requires_grad_(False)
     model.unfreeze(*parts)
     if stage.lora is None:
@@ -84,7 +101,7 @@ def describe_trainable(model: nn.Module, title: str) -> str:
 
 def is_projector_only(stage: StageSection) -> bool:
     """A stage that changes nothing but projectors (so a saved base folder stays valid for adapters)."""
-    return stage.name == "align" and stage.lora is None
+    return stage.name == "align" and stage.lora is None and not stage.train
 
 
 __all__ = [

@@ -27,9 +27,9 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 
-from omnifuse.config import OmniConfig
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
+from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.processing.media import MediaError
 from omnifuse.processing.processor import OmniProcessor
@@ -156,8 +156,8 @@ def resume_model(
             f"{accelerator.num_processes}: the data order after it differs",
             accelerator.is_main_process,
         )
-    model = OmniForConditionalGeneration(OmniConfig.from_pretrained(folder)).to(torch.float32)
-    return model, OmniProcessor.from_pretrained(folder), state
+    model, processor = load_omni_folder(folder, weights=False)
+    return model, processor, state
 
 
 def check_same_recipe(recipe: Recipe, folder: Path) -> None:

@@ -9,6 +9,7 @@ from omnifuse.processing.media.audio import load_audio
 from omnifuse.processing.media.containers import CONTAINER_FORMATS
 from omnifuse.processing.media.errors import MediaError, MediaLimits
 from omnifuse.processing.media.images import IMAGE_FORMATS, check_pixels, image_to_rgb, load_image
+from omnifuse.processing.media.sequences import load_sequence
 from omnifuse.processing.media.sources import read_source_bytes
 from omnifuse.processing.media.video import DEFAULT_NUM_FRAMES, load_video, sample_frame_indices
 
@@ -22,6 +23,7 @@ __all__ = [
     "image_to_rgb",
     "load_audio",
     "load_image",
+    "load_sequence",
     "load_video",
     "read_source_bytes",
     "sample_frame_indices",
