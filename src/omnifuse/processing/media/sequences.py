@@ -85,7 +85,14 @@ def _from_csv(data: bytes, item: str) -> np.ndarray:
     widths = {len(row) for row in rows}
     if len(widths) != 1:
         raise MediaError("sequence", item, f"CSV rows have different numbers of columns: {sorted(widths)}")
-    return _as_array([[float(cell) for cell in row] for row in rows], item)
+    numbers = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            numbers.append([float(cell) for cell in row])
+        except ValueError:
+            shown = ",".join(row)[:60]
+            raise MediaError("sequence", item, f"CSV data row {number} is not numeric: {shown!r}") from None
+    return _as_array(numbers, item)
 
 
 def _is_numeric_row(line: str) -> bool:
