@@ -56,6 +56,8 @@ KINDS: dict[str, ModalityKind] = {
 # The three standard modality names keep transformers' input names, so LLaVA-style code keeps working.
 STANDARD_BATCH_KEYS = {"image": "pixel_values", "video": "pixel_values_videos"}
 SELECT_STRATEGIES = ("full", "default")
+# How a modality's features reach the LM: at placeholder tokens, or through gated cross-attention blocks.
+FUSIONS = ("placeholder", "cross_attention")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Names a modality may not take: they are text, OpenAI part spellings or LM inputs.
 RESERVED_NAMES = ("text", "input_ids", "attention_mask", "labels", "position_ids")
@@ -68,6 +70,9 @@ class ModalitySpec:
     `encoder` is the encoder's config as a dict (with `model_type`); it is None when
     `shares_encoder_with` names another modality (video reuses the image encoder by default).
     `select_strategy` follows transformers' LLaVA: "default" drops the first (CLS) token, "full" keeps all.
+    `fusion` "placeholder" scatters features into the placeholder tokens; "cross_attention" feeds them
+    through gated cross-attention blocks before every `cross_attention_every`-th LM layer (one marker
+    token per unit stays in the text; see `modeling/cross_attention.py`).
     `placeholder` (default `<name>`) and `batch_key` (default `name_values`; transformers' names for the
     standard image/video/audio) are filled in by `OmniConfig`.
     """
@@ -82,12 +87,18 @@ class ModalitySpec:
     placeholder_token_id: int | None = None
     batch_key: str = ""
     processing: dict[str, Any] = field(default_factory=dict)
+    fusion: str = "placeholder"
+    cross_attention_every: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ModalityError(f"modality kind must be one of {sorted(KINDS)}, got {self.kind!r}")
         if self.select_strategy not in SELECT_STRATEGIES:
             raise ModalityError(f"select_strategy must be one of {SELECT_STRATEGIES}, got {self.select_strategy!r}")
+        if self.fusion not in FUSIONS:
+            raise ModalityError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not isinstance(self.cross_attention_every, int) or self.cross_attention_every < 1:
+            raise ModalityError(f"cross_attention_every must be an integer >= 1, got {self.cross_attention_every!r}")
         if (self.encoder is None) == (self.shares_encoder_with is None):
             raise ModalityError("a modality needs exactly one of `encoder` or `shares_encoder_with`")
         if isinstance(self.feature_layer, tuple):

@@ -21,10 +21,12 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from omnifuse.config import OmniConfig, encoder_config_from_dict
 from omnifuse.errors import FolderError, ModalityError
+from omnifuse.modeling.cross_attention import CrossAttentionFusion
 from omnifuse.modeling.encoders import ModalityEncoder, build_encoder_module, probe_encoder
 from omnifuse.modeling.fusion import scatter_features
 from omnifuse.modeling.parts import PartsMixin
 from omnifuse.modeling.projectors import build_projector
+from omnifuse.modeling.routing import fusion_routing
 from omnifuse.modeling.tokens import encoder_token_count, projector_layout, unit_token_count
 
 
@@ -76,6 +78,7 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
             in_dim = probe_encoder(owner.encoder).hidden_size * owner.num_feature_layers
             self.projectors[name] = build_projector(spec.projector, in_dim, text_hidden, projector_layout(spec.kind))
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.cross_attention = CrossAttentionFusion(config, self.language_model)  # empty without such modalities
         self.post_init()
 
     @classmethod
@@ -143,6 +146,8 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
                         f"`{spec.batch_key}` was given"
                     )
                 continue
+            if spec.fusion == "cross_attention":
+                continue  # its markers stay plain tokens; the features enter through cross-attention
             features = self.encode_media(name, values, media.get(spec.mask_key))
             embeds = scatter_features(embeds, placeholder_mask, features, modality=name)
         return embeds
@@ -170,23 +175,24 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         (windows, mels, frames) or `input_values` (windows, samples), any other modality `<name>_values`;
         windowed kinds add `<key>_mask` (valid frames per window). Other keywords go to the LM."""
         media = self.split_media(kwargs)
+        decoding = past_key_values is not None and past_key_values.get_seq_length() > 0
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
-            decoding = past_key_values is not None and past_key_values.get_seq_length() > 0
             inputs_embeds = self.embed_inputs(input_ids, media, strict=not decoding)
         elif media:
             raise ValueError("media tensors need input_ids (to find the placeholders), not inputs_embeds")
-        return self.language_model(
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
-        )
+        with fusion_routing(self, input_ids, media, past_key_values, decoding):  # cross-attention, modality LoRA
+            return self.language_model(
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
 
     def _validate_model_kwargs(self, model_kwargs: dict) -> None:
         # transformers checks kwargs against forward's signature; media keys are named by the config instead.

@@ -14,7 +14,7 @@ from torch import nn
 
 from omnifuse.errors import ModalityError
 
-GROUPS = {"encoders": "encoder.", "projectors": "projector."}
+GROUPS = {"encoders": "encoder.", "projectors": "projector.", "cross_attention": "cross_attention."}
 
 
 class PartsMixin:
@@ -23,6 +23,7 @@ class PartsMixin:
     def part_modules(self) -> dict[str, nn.Module]:
         parts = {f"encoder.{name}": module for name, module in self.encoders.items()}
         parts |= {f"projector.{name}": module for name, module in self.projectors.items()}
+        parts |= {f"cross_attention.{name}": module for name, module in self.cross_attention.blocks.items()}
         parts["language_model"] = self.language_model
         return parts
 

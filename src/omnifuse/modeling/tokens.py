@@ -29,6 +29,8 @@ def encoder_token_count(encoder_spec: ModalitySpec, valid_input: int | None = No
 
 def unit_token_count(spec: ModalitySpec, encoder_spec: ModalitySpec, valid_input: int | None = None) -> int:
     """LM tokens for one unit; `valid_input` is the real (unpadded) input length of a padded window."""
+    if spec.fusion == "cross_attention":
+        return 1  # one marker token per unit: its features reach the LM through cross-attention instead
     return projector_output_length(
         spec.projector, encoder_token_count(encoder_spec, valid_input), projector_layout(spec.kind)
     )

@@ -20,6 +20,7 @@ from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.training.lora import apply_lora, base_of
 from omnifuse.training.recipe import LearningRates, RecipeError, StageSection
 
+# Cross-attention blocks are new fusion layers like projectors: every stage trains them (align keeps the LM frozen).
 STAGE_PARTS: dict[str, tuple[str, ...]] = {
     "align": ("projectors",),
     "sft": ("projectors", "language_model"),
@@ -31,7 +32,7 @@ def lr_group(part: str) -> str:
     """The learning-rate group of a part: "encoder.image" -> "encoders", "language_model" -> itself."""
     if part.startswith("encoder."):
         return "encoders"
-    if part.startswith("projector."):
+    if part.startswith(("projector.", "cross_attention.")):
         return "projectors"
     return "language_model"
 
