@@ -7,7 +7,9 @@ from transformers import AutoModelForCausalLM
 from omnifuse import OmniForConditionalGeneration
 from omnifuse.errors import ModalityError
 from omnifuse.modeling.cross_attention import decoder_layers
+from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.presets import TEXT_FAMILIES, tiny_audio_config, tiny_text_config, tiny_vision_config
+from omnifuse.modeling.tokens import unit_token_count
 from omnifuse.processing.processor import OmniProcessor
 from omnifuse.processing.tokenizer import build_bpe_tokenizer
 
@@ -83,7 +85,7 @@ def test_trained_blocks_change_media_rows_only_and_gradients_reach_them():
     with torch.no_grad():
         text_only = model(input_ids=ids[1:]).logits
         bare = bare_lm(model)(input_ids=ids).logits
-    assert torch.equal(text_only, bare[1:])  # a text-only prompt: bitwise the bare LM
+    assert torch.equal(text_only, bare_lm(model)(input_ids=ids[1:]).logits)  # a text-only prompt: bitwise the bare LM
     assert torch.equal(out.logits[1].detach(), bare[1])  # and its row in a batch with an image
     assert not torch.allclose(out.logits[0].detach(), bare[0])
 
@@ -91,15 +93,14 @@ def test_trained_blocks_change_media_rows_only_and_gradients_reach_them():
 def test_mixed_batch_equals_one_by_one_and_mixes_with_placeholder_audio():
     model = build(audio=True)
     open_gates(model)
-    audio_tokens = model.config.modality_specs()["audio"]
-    from omnifuse.modeling.tokens import unit_token_count
-
-    n_audio = unit_token_count(audio_tokens, audio_tokens)
+    audio = model.config.modality_specs()["audio"]
+    n_audio = unit_token_count(audio, audio)
     a = [1, 5, marker(model), marker(model), 6]  # one image of two crops
     b = [1, 5] + [marker(model, "audio")] * n_audio + [6]
     c = [1, 5, marker(model), 6, 7]
     pixels = {"a": torch.randn(2, 3, 32, 32), "c": torch.randn(1, 3, 32, 32)}
-    features = torch.randn(1, 8, 32)
+    shape = probe_encoder(audio.encoder).input_shape
+    features = torch.randn(1, *shape)
     pad = max(map(len, (a, b, c)))
 
     def left(row):
@@ -110,11 +111,11 @@ def test_mixed_batch_equals_one_by_one_and_mixes_with_placeholder_audio():
     with torch.no_grad():
         batch = model(
             input_ids=ids, attention_mask=mask, pixel_values=torch.cat([pixels["a"], pixels["c"]]),
-            input_features=features, input_features_mask=torch.ones(1, 8, dtype=torch.long),
+            input_features=features, input_features_mask=torch.ones(1, shape[-1], dtype=torch.long),
         ).logits  # fmt: skip
         one_a = model(input_ids=torch.tensor([a]), pixel_values=pixels["a"]).logits
         one_b = model(input_ids=torch.tensor([b]), input_features=features,
-                      input_features_mask=torch.ones(1, 8, dtype=torch.long)).logits  # fmt: skip
+                      input_features_mask=torch.ones(1, shape[-1], dtype=torch.long)).logits  # fmt: skip
         one_c = model(input_ids=torch.tensor([c]), pixel_values=pixels["c"]).logits
     torch.testing.assert_close(batch[0, pad - len(a):], one_a[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batch[1, pad - len(b):], one_b[0], atol=1e-5, rtol=1e-5)
