@@ -117,9 +117,9 @@ def test_mixed_batch_equals_one_by_one_and_mixes_with_placeholder_audio():
         one_b = model(input_ids=torch.tensor([b]), input_features=features,
                       input_features_mask=torch.ones(1, shape[-1], dtype=torch.long)).logits  # fmt: skip
         one_c = model(input_ids=torch.tensor([c]), pixel_values=pixels["c"]).logits
-    torch.testing.assert_close(batch[0, pad - len(a):], one_a[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(batch[1, pad - len(b):], one_b[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(batch[2, pad - len(c):], one_c[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch[0, pad - len(a) :], one_a[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch[1, pad - len(b) :], one_b[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch[2, pad - len(c) :], one_c[0], atol=1e-5, rtol=1e-5)
 
 
 def test_generation_encodes_media_once_and_batches_like_single_prompts():
@@ -130,7 +130,7 @@ def test_generation_encodes_media_once_and_batches_like_single_prompts():
     a, c = [1, 5, marker(model), 6], [1, 7, 8, marker(model), marker(model), 6]
     pix_a, pix_c = torch.randn(1, 3, 32, 32), torch.randn(2, 3, 32, 32)
     single = [
-        model.generate(input_ids=torch.tensor([row]), pixel_values=p, max_new_tokens=4, do_sample=False)[0, len(row):]
+        model.generate(input_ids=torch.tensor([row]), pixel_values=p, max_new_tokens=4, do_sample=False)[0, len(row) :]
         for row, p in ((a, pix_a), (c, pix_c))
     ]
     assert len(calls) == 2  # once per generation, not once per step
