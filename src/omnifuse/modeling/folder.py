@@ -58,6 +58,10 @@ def load_omni_folder(
         model = load_with_adapter(folder, merge=merge_adapter)
     elif weights:
         model = OmniForConditionalGeneration.from_pretrained(folder, dtype=dtype)
+        if (folder / "modality_lora").is_dir():  # a mixture of per-modality LoRAs, kept unmerged
+            from omnifuse.training.modality_lora import load_modality_lora
+
+            model = load_modality_lora(model, folder)
     else:
         config = OmniForConditionalGeneration.config_class.from_pretrained(folder)
         return OmniForConditionalGeneration(config).to(dtype), processor

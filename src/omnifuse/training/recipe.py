@@ -153,7 +153,9 @@ class StageSection(Section):
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: LearningRates = Field(default_factory=LearningRates)
-    lora: LoraSection | None = None
+    lora: LoraSection | dict[str, LoraSection] | None = Field(
+        None, description="one adapter for every sample, or one per modality name (a mixture of LoRAs)"
+    )
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1, description="samples per device per micro-batch")
@@ -265,6 +267,13 @@ def validate_recipe(data: dict[str, Any], source: str = "") -> Recipe:
     except ValidationError as err:
         raise _from_validation_error(err, source) from None
     for i, stage in enumerate(recipe.stages):
+        if isinstance(stage.lora, dict) and recipe.data.packing:
+            raise RecipeError(
+                "per-modality LoRA adapters are switched per row, and a packed row mixes samples",
+                path=f"stages.{i}.lora",
+                suggestion="set data.packing: false",
+                source=source,
+            )
         if stage.eval_every and not recipe.data.eval:
             raise RecipeError(
                 "needs an eval set", path=f"stages.{i}.eval_every", suggestion="set data.eval", source=source
@@ -287,9 +296,20 @@ def check_unknown_keys(data: Any, model: type[BaseModel], path: str, source: str
         nested, is_list = _nested_model(fields[key].annotation)
         if nested is None:
             continue
+        if nested is LoraSection and is_per_modality_lora(value):
+            for name, item in value.items():
+                check_unknown_keys(item, LoraSection, f"{where}.{name}", source)
+            continue
         items = enumerate(value) if is_list and isinstance(value, list) else [(None, value)]
         for index, item in items:
             check_unknown_keys(item, nested, where if index is None else f"{where}.{index}", source)
+
+
+def is_per_modality_lora(value: Any) -> bool:
+    """`lora: {image: {...}, audio: {...}}` (keys are modality names, not LoraSection fields)."""
+    if isinstance(value, LoraSection):
+        return False
+    return isinstance(value, dict) and bool(value) and not set(value) & set(LoraSection.model_fields)
 
 
 def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

@@ -69,6 +69,10 @@ def prepare_stage_model(model: OmniForConditionalGeneration, stage: StageSection
     model.unfreeze(*parts)
     if stage.lora is None:
         return model
+    if isinstance(stage.lora, dict):  # one adapter per modality (a mixture of LoRAs)
+        from omnifuse.training.modality_lora import apply_modality_lora
+
+        return apply_modality_lora(model, stage.lora, parts, key=f"stages.{index}.lora")
     # peft freezes the base and makes adapters + modules_to_save trainable, which is the stage's intent.
     return apply_lora(model, stage.lora, parts, key=f"stages.{index}.lora")
 

@@ -38,8 +38,9 @@ from omnifuse.training.build import build_model, load_datasets
 from omnifuse.training.distributed import make_accelerator
 from omnifuse.training.loop import StepMetrics, evaluate, optimizer_step, rank_loader
 from omnifuse.training.lora import BASE_MODEL_DIR, base_of, merge_lora, save_adapter, save_base_model
+from omnifuse.training.modality_lora import finish_modality_lora
 from omnifuse.training.monitor import Monitor, log, plot_loss_curve
-from omnifuse.training.recipe import Recipe, RecipeError, StageSection, load_recipe
+from omnifuse.training.recipe import LoraSection, Recipe, RecipeError, StageSection, load_recipe
 from omnifuse.training.schedule import StagePlan, make_scheduler
 from omnifuse.training.stages import describe_trainable, is_projector_only, param_groups, prepare_stage_model
 
@@ -179,7 +180,7 @@ def run_stage(run: Run, model: OmniForConditionalGeneration, index: int) -> Omni
     if not resuming:
         state.stage, state.epoch, state.step_in_epoch, state.stage_step = index, 0, 0, 0
         state.stage_starts.append(state.global_step)
-        if stage.lora is not None:
+        if isinstance(stage.lora, LoraSection):
             state.adapter_base = ensure_adapter_base(run, model, index)
     trainable = prepare_stage_model(model, stage, index)
     trainable.train()
@@ -319,7 +320,10 @@ def finish_stage(run: Run, sr: StageRun) -> OmniForConditionalGeneration:
     sr.model = sr.optimizer = sr.scheduler = None
     accelerator.free_memory()
     model = trained
-    if sr.stage.lora is not None:
+    if isinstance(sr.stage.lora, dict):  # a mixture stays unmerged: its adapters are saved beside the model
+        model = finish_modality_lora(trained, run.output_dir if run.is_main else None)
+        accelerator.wait_for_everyone()
+    elif sr.stage.lora is not None:
         if run.is_main:
             folder = save_adapter(trained, adapter_dir(run, sr.index), state.adapter_base)
             run.processor.save_pretrained(folder)
