@@ -6,6 +6,7 @@ from transformers import AutoModelForCausalLM
 
 from omnifuse import OmniForConditionalGeneration
 from omnifuse.errors import ModalityError
+from omnifuse.interop.llava import check_llava_compatible
 from omnifuse.modeling.cross_attention import decoder_layers
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.presets import TEXT_FAMILIES, tiny_audio_config, tiny_text_config, tiny_vision_config
@@ -152,6 +153,11 @@ def test_save_load_round_trip_keeps_blocks_and_logits(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids, pixel_values=pixels).logits,
                            loaded(input_ids=ids, pixel_values=pixels).logits)  # fmt: skip
+
+
+def test_export_refuses_cross_attention():
+    problems = check_llava_compatible(build())
+    assert "image: fusion 'cross_attention' has no LLaVA equivalent" in problems[0]
 
 
 def test_marker_and_unit_counts_must_agree():

@@ -6,6 +6,7 @@ import torch
 from peft import PeftModel
 
 from omnifuse import OmniForConditionalGeneration
+from omnifuse.interop.llava import ExportError, export_llava
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.modeling.presets import tiny_audio_config, tiny_text_config, tiny_vision_config
@@ -159,5 +160,10 @@ def test_train_writes_a_mixture_that_the_folder_loader_routes(tiny_model, bench,
     assert (out / "modality_lora/image/adapter_model.safetensors").is_file()
     model, _ = load_omni_folder(out)
     assert isinstance(model, PeftModel) and set(model.peft_config) == {"image"}
+    with pytest.raises(ExportError, match=r"per-modality LoRA mixture \['image'\]: LLaVA has one language model"):
+        export_llava(out, tmp_path / "llava")
+    with pytest.raises(ExportError, match="per-modality LoRA mixture"):
+        export_llava(model, tmp_path / "llava", processor=load_omni_folder(out)[1])
+    assert not (tmp_path / "llava").exists()
     with pytest.raises(RecipeError, match="'depth' is not a modality"):
         apply_modality_lora(build(), {"depth": LoraSection()}, [])

@@ -30,6 +30,7 @@ from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig, LlavaProc
 
 from omnifuse.config import ModalitySpec, OmniConfig
 from omnifuse.errors import OmnifuseInputError
+from omnifuse.interop.fusion_checks import fusion_problems, mixture_names
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.folder import check_omni_folder, is_adapter_folder, load_omni_folder
 from omnifuse.modeling.model import OmniForConditionalGeneration, check_omnifuse_config
@@ -73,7 +74,8 @@ def check_llava_compatible(model_or_config: Any) -> list[str]:
     if image is not None:
         problems += _image_problems(image[1])
     problems += _language_model_problems(config.text_config)
-    if model is not None:
+    problems += fusion_problems(config, model_or_config if not isinstance(model_or_config, OmniConfig) else None)
+    if model is not None and not mixture_names(model):
         problems += _lora_problems(model)
     return problems
 
@@ -353,7 +355,8 @@ def _merge_lora(model: nn.Module) -> tuple[nn.Module, bool]:
     """Merge a peft model's adapters into its weights (in place); a plain model passes through."""
     if not hasattr(model, "merge_and_unload"):
         return model, False
-    problems = check_llava_compatible(model.get_base_model().config)  # refuse before touching any weight
+    config = model.get_base_model().config  # refuse before touching any weight
+    problems = check_llava_compatible(config) + fusion_problems(config, model)
     if problems:
         raise ExportError(problems)
     return model.merge_and_unload(), True
