@@ -90,7 +90,9 @@ def llava_processing(folder: Path, llava: LlavaConfig) -> tuple[Any, str, dict[s
     try:
         hf = AutoProcessor.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as err:
-        raise FolderError(f"{folder}: no loadable LLaVA processor (tokenizer + image processor files): {err}") from err
+        raise FolderError(
+            f"{folder}: no loadable LLaVA processor (tokenizer + image processor files): {err}"
+        ) from err
     tokenizer = hf.tokenizer
     tokenizer.chat_template = getattr(hf, "chat_template", None) or tokenizer.chat_template
     image_token = getattr(hf, "image_token", "<image>")
