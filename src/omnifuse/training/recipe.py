@@ -18,10 +18,10 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from omnifuse.errors import OmnifuseInputError
 
@@ -142,6 +142,24 @@ class LoraSection(Section):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1)
 
 
+def _lora_shape(value: Any) -> str:
+    return "dict[str,LoraSection]" if is_per_modality_lora(value) else "LoraSection"
+
+
+# One adapter (`lora: {r: 8}`) or one per modality (`lora: {image: {r: 16}, audio: {...}}`), told apart by keys.
+StageLora = Annotated[
+    Annotated[LoraSection, Tag("LoraSection")] | Annotated[dict[str, LoraSection], Tag("dict[str,LoraSection]")],
+    Discriminator(_lora_shape),
+]
+
+
+def is_per_modality_lora(value: Any) -> bool:
+    """`lora: {image: {...}, audio: {...}}` (keys are modality names, not LoraSection fields)."""
+    if isinstance(value, LoraSection):
+        return False
+    return isinstance(value, dict) and bool(value) and not set(value) & set(LoraSection.model_fields)
+
+
 class StageSection(Section):
     """One training stage: `name` picks the parts that train (align: projectors; sft: projectors + LM;
     full: everything); `train` / `freeze` add or remove parts by name (`encoder.depth`, `encoders`,
@@ -153,9 +171,7 @@ class StageSection(Section):
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: LearningRates = Field(default_factory=LearningRates)
-    lora: LoraSection | dict[str, LoraSection] | None = Field(
-        None, description="one adapter for every sample, or one per modality name (a mixture of LoRAs)"
-    )
+    lora: StageLora | None = Field(None, description="one adapter for every sample, or one per modality name")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1, description="samples per device per micro-batch")
@@ -305,16 +321,11 @@ def check_unknown_keys(data: Any, model: type[BaseModel], path: str, source: str
             check_unknown_keys(item, nested, where if index is None else f"{where}.{index}", source)
 
 
-def is_per_modality_lora(value: Any) -> bool:
-    """`lora: {image: {...}, audio: {...}}` (keys are modality names, not LoraSection fields)."""
-    if isinstance(value, LoraSection):
-        return False
-    return isinstance(value, dict) and bool(value) and not set(value) & set(LoraSection.model_fields)
-
-
 def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """The section class inside an annotation like `list[StageSection]` or `LoraSection | None`."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _nested_model(typing.get_args(annotation)[0])
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
     if origin is list:
@@ -328,9 +339,14 @@ def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
+def _is_type_tag(part: Any) -> bool:
+    # pydantic puts union member names ("LoraSection", "dict[str,LoraSection]") into error locations.
+    return isinstance(part, str) and (part[:1].isupper() or part.startswith("dict["))
+
+
 def _from_validation_error(err: ValidationError, source: str) -> RecipeError:
     first = err.errors(include_url=False)[0]
-    path = ".".join(str(part) for part in first["loc"])
+    path = ".".join(str(part) for part in first["loc"] if not _is_type_tag(part))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] not in ("value_error", "missing", "assertion_error"):
         message = f"{message} (got {first.get('input')!r:.60})"
