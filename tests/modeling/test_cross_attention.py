@@ -167,3 +167,14 @@ def test_marker_and_unit_counts_must_agree():
         model(input_ids=ids, pixel_values=torch.randn(2, 3, 32, 32))
     with pytest.raises(ModalityError, match="fusion must be one of"):
         build(options={"image": {"fusion": "gated"}})
+
+
+def test_blocks_are_a_part_that_every_stage_trains_with_the_projector_rate():
+    from omnifuse.training.stages import lr_group, trained_parts
+
+    model = build()
+    assert trained_parts(model, "align") == ["projector.image", "cross_attention.image"]
+    assert "language_model" not in trained_parts(model, "align")
+    assert "cross_attention.image" in trained_parts(model, "sft") and lr_group("cross_attention.image") == "projectors"
+    model.freeze("cross_attention")
+    assert model.parameter_counts()["cross_attention.image"]["trainable"] == 0
