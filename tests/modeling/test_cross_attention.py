@@ -10,7 +10,9 @@ from omnifuse.interop.llava import check_llava_compatible
 from omnifuse.modeling.cross_attention import decoder_layers
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.presets import TEXT_FAMILIES, tiny_audio_config, tiny_text_config, tiny_vision_config
-from omnifuse.modeling.tokens import unit_token_count
+from omnifuse.modeling.projectors import projector_output_length
+from omnifuse.modeling.routing import build_memory
+from omnifuse.modeling.tokens import encoder_token_count, unit_token_count
 from omnifuse.processing.processor import OmniProcessor
 from omnifuse.processing.tokenizer import build_bpe_tokenizer
 
@@ -178,3 +180,23 @@ def test_blocks_are_a_part_that_every_stage_trains_with_the_projector_rate():
     assert "cross_attention.image" in trained_parts(model, "sft") and lr_group("cross_attention.image") == "projectors"
     model.freeze("cross_attention")
     assert model.parameter_counts()["cross_attention.image"]["trainable"] == 0
+
+
+def test_windowed_audio_through_cross_attention_keeps_only_valid_frames():
+    model = build(audio=True, options={"audio": dict(CROSS)})
+    open_gates(model)
+    audio = model.config.modality_specs()["audio"]
+    shape = probe_encoder(audio.encoder).input_shape
+    features = torch.randn(2, *shape)  # two windows, the second half valid
+    valid = torch.ones(2, shape[-1], dtype=torch.long)
+    valid[1, shape[-1] // 2 :] = 0
+    ids = torch.tensor([[1, 5, marker(model, "audio"), marker(model, "audio"), 6], [1, 5, 6, 7, 8]])
+    with torch.no_grad():
+        memory = build_memory(model, "audio", ids, features, valid)
+    tokens = [projector_output_length(audio.projector, encoder_token_count(audio, n), "sequence") for n in (100, 50)]
+    assert shape[-1] == 100 and tokens[1] < tokens[0]
+    assert memory.key_mask.sum(-1).tolist() == [sum(tokens), 0]  # padded frames never become keys
+    assert memory.row_mask.tolist() == [True, False]
+    with torch.no_grad():
+        out = model(input_ids=ids, input_features=features, input_features_mask=valid).logits
+        assert torch.equal(out[1], bare_lm(model)(input_ids=ids).logits[1])
