@@ -30,7 +30,7 @@ def fetch_media(url: str, policy: FetchPolicy) -> bytes:
         >>> try:
         ...     fetch_media("http://169.254.169.254/", FetchPolicy(allowed_domains=("169.254.169.254",)))
         ... except FetchError as error:
-        ...     print(str(error)[:75])
+        ...     print(str(error)[:76])
         media URL 'http://169.254.169.254/' refused: 169.254.169.254 is a link-local
     """
     if not isinstance(url, str) or not url:

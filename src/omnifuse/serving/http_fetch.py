@@ -94,13 +94,23 @@ def system_resolver(host: str, port: int) -> list[str]:
 def _get_once(url: HttpUrl, addresses: list[str], policy: FetchPolicy, deadline: float) -> bytes | str:
     """One request: the body of a 2xx answer, or the Location of a redirect."""
     backend = PinnedBackend(url.host, addresses, deadline)
-    timeouts = {"connect": policy.connect_timeout, "read": policy.read_timeout,
-                "write": policy.read_timeout, "pool": policy.connect_timeout}
+    timeouts = {
+        "connect": policy.connect_timeout,
+        "read": policy.read_timeout,
+        "write": policy.read_timeout,
+        "pool": policy.connect_timeout,
+    }
     request_url = httpcore.URL(scheme=url.scheme, host=url.host, port=url.port, target=url.target)
-    headers = [("Host", url.host_header), ("User-Agent", _USER_AGENT), ("Accept", "*/*"),
-               ("Accept-Encoding", "identity"), ("Connection", "close")]
-    pool = httpcore.ConnectionPool(ssl_context=_ssl_context(policy.ca_file), network_backend=backend,
-                                   max_connections=1, retries=0)
+    headers = [
+        ("Host", url.host_header),
+        ("User-Agent", _USER_AGENT),
+        ("Accept", "*/*"),
+        ("Accept-Encoding", "identity"),
+        ("Connection", "close"),
+    ]
+    pool = httpcore.ConnectionPool(
+        ssl_context=_ssl_context(policy.ca_file), network_backend=backend, max_connections=1, retries=0
+    )
     try:
         with pool, pool.stream("GET", request_url, headers=headers, extensions={"timeout": timeouts}) as response:
             if response.status in _REDIRECTS:

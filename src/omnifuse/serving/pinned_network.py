@@ -45,8 +45,9 @@ class PinnedBackend(httpcore.SyncBackend):
         error: Exception = httpcore.ConnectError(f"no checked address for {host!r}")
         for address in self.addresses:
             try:
-                stream = super().connect_tcp(address, port, clamp_timeout(timeout, self.deadline), local_address,
-                                             socket_options)
+                stream = super().connect_tcp(
+                    address, port, clamp_timeout(timeout, self.deadline), local_address, socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as failure:
                 error = failure
                 continue
@@ -54,8 +55,9 @@ class PinnedBackend(httpcore.SyncBackend):
             return DeadlineStream(stream, self.deadline)
         raise error
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[SocketOption] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[SocketOption] | None = None
+    ) -> httpcore.NetworkStream:
         raise httpcore.ConnectError("unix sockets are never used for media fetching")
 
 
@@ -74,8 +76,9 @@ class DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self.stream.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         tls = self.stream.start_tls(ssl_context, server_hostname, clamp_timeout(timeout, self.deadline))
         return DeadlineStream(tls, self.deadline)
 
@@ -83,8 +86,7 @@ class DeadlineStream(httpcore.NetworkStream):
         return self.stream.get_extra_info(info)
 
 
-def clamp_timeout(timeout: float | None, deadline: float,
-                  expired: type[Exception] = httpcore.ConnectTimeout) -> float:
+def clamp_timeout(timeout: float | None, deadline: float, expired: type[Exception] = httpcore.ConnectTimeout) -> float:
     """``timeout`` shortened to the time left before ``deadline``; raises ``expired`` once it has passed."""
     left = deadline - time.monotonic()
     if left <= 0:
