@@ -1,0 +1,338 @@
+"""serving/fetch.py over HTTP: every refused case leaves the loopback test server's request log empty.
+
+The server is a thread on 127.0.0.1 (and a second one on 127.0.0.2 playing the internal host an attacker
+aims at). Positive cases reach it only through an explicit ``allowed_networks=("127.0.0.1/32",)`` and an
+injected resolver mapping ``media.test`` to 127.0.0.1. A guard records every socket connect and every
+DNS lookup: a test fails if anything but a loopback address was dialled or a real name was looked up.
+"""
+
+from __future__ import annotations
+
+import http.server
+import ipaddress
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omnifuse.errors import OmnifuseInputError
+from omnifuse.serving.fetch import FetchError, FetchPolicy, fetch_media
+
+MEDIA = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+BIG = 256 * 2**20  # what /big would send in full; the client must stop long before
+CHUNK = 64 * 1024
+
+
+class MediaHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: LoopbackServer
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.server.log.append({"path": self.path, "host": self.headers["Host"], "local": self.connection.getsockname()[0]})
+        route = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(route.query))
+        try:
+            getattr(self, "route_" + route.path.strip("/").replace("-", "_").replace(".", "_"), self.route_missing)(query)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+
+    def send_body(self, body: bytes, status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def route_media_png(self, query: dict) -> None:
+        self.send_body(MEDIA)
+
+    def route_missing(self, query: dict) -> None:
+        self.send_body(b"not here", status=404)
+
+    def route_redirect(self, query: dict) -> None:
+        self.send_response(int(query.get("status", 302)))
+        self.send_header("Location", query["to"])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def route_chain(self, query: dict) -> None:
+        hops = int(query["n"])
+        self.route_redirect({"to": f"/chain?n={hops - 1}"}) if hops else self.route_media_png(query)
+
+    def route_slow(self, query: dict) -> None:
+        time.sleep(2.0)
+        self.send_body(MEDIA)
+
+    def route_drip(self, query: dict) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(60):  # one byte every 50 ms: each read is quick, the whole body is not
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(0.05)
+
+    def route_big(self, query: dict) -> None:
+        self.send_response(200)
+        declared = query.get("declare") == "1"
+        self.send_header(*(("Content-Length", str(BIG)) if declared else ("Transfer-Encoding", "chunked")))
+        self.end_headers()
+        sent = 0
+        try:
+            while sent < BIG:
+                self.wfile.write(bytes(CHUNK) if declared else b"%x\r\n%s\r\n" % (CHUNK, bytes(CHUNK)))
+                sent += CHUNK
+        finally:
+            self.server.big_sent.append(sent)
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__((address, port), MediaHandler)
+        self.log: list[dict] = []
+        self.big_sent: list[int] = []
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class FakeDns:
+    """A resolver for tests: answers from ``table``; a host's later lookups get ``rebind_to`` when given."""
+
+    def __init__(self, table: dict[str, list[str]], rebind_to: dict[str, list[str]] | None = None) -> None:
+        self.table, self.rebind_to, self.calls = table, rebind_to or {}, []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        seen = host in self.calls
+        self.calls.append(host)
+        return self.rebind_to[host] if seen and host in self.rebind_to else self.table[host]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LoopbackServer]:
+    main = LoopbackServer("127.0.0.1")
+    yield main
+    main.shutdown()
+
+
+@pytest.fixture(scope="module")
+def internal(server: LoopbackServer) -> Iterator[LoopbackServer]:
+    """The host an attacker is after: 127.0.0.2, same port, never allowed."""
+    other = LoopbackServer("127.0.0.2", server.port)
+    yield other
+    other.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[list[tuple]]:
+    """Records every connect; refuses (and fails the test on) non-loopback connects and real DNS lookups."""
+    for name in ("server", "internal"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).log.clear()
+    connects: list[tuple] = []
+    violations: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(sock: socket.socket, address: Any) -> Any:
+        connects.append(address)
+        if not ipaddress.ip_address(address[0]).is_loopback:
+            violations.append(f"connect to {address}")
+            raise OSError("the test guard refused a non-loopback connection")
+        return real_connect(sock, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            violations.append(f"DNS lookup of {host!r}")
+            raise socket.gaierror("the test guard refused a real DNS lookup") from None
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    yield connects
+    assert violations == []
+
+
+def media_policy(dns: FakeDns | None = None, **overrides: Any) -> FetchPolicy:
+    """media.test -> 127.0.0.1, allowed explicitly; everything else default (closed)."""
+    settings = {"allowed_domains": ("media.test",), "allowed_networks": ("127.0.0.1/32",)} | overrides
+    return FetchPolicy(resolver=dns or FakeDns({"media.test": ["127.0.0.1"]}), **settings)
+
+
+def refused(url: str, policy: FetchPolicy, *fragments: str) -> str:
+    with pytest.raises(FetchError) as caught:
+        fetch_media(url, policy)
+    message = str(caught.value)
+    assert all(fragment in message for fragment in fragments), message
+    assert isinstance(caught.value, OmnifuseInputError) and "\n" not in message
+    return message
+
+
+# --- the positive paths: explicit opt-in reaches the loopback server, with the right Host header ----------
+
+
+def test_allowed_domain_is_fetched_through_the_checked_address(server: LoopbackServer) -> None:
+    dns = FakeDns({"media.test": ["127.0.0.1"]})
+    assert fetch_media(f"http://media.test:{server.port}/media.png?x=1#frag", media_policy(dns)) == MEDIA
+    assert server.log == [{"path": "/media.png?x=1", "host": f"media.test:{server.port}", "local": "127.0.0.1"}]
+    assert dns.calls == ["media.test"]
+
+
+@pytest.mark.parametrize("host", ["MEDIA.test", "media.test.", "ｍｅｄｉａ．ｔｅｓｔ"])
+def test_host_spellings_reach_the_same_canonical_host(server: LoopbackServer, host: str) -> None:
+    """Upper case, one trailing dot and IDNA (full-width) spellings are the host the checks saw."""
+    assert fetch_media(f"http://{host}:{server.port}/media.png", media_policy()) == MEDIA
+    assert server.log[0]["host"] == f"media.test:{server.port}"
+
+
+@pytest.mark.parametrize("spelling", ["2130706433", "0x7f000001", "0x7f.1", "017700000001", "0177.0.0.1", "127.1"])
+def test_ipv4_spellings_are_the_address_that_is_checked_and_dialled(server: LoopbackServer, spelling: str) -> None:
+    """Allowed only as an opt-in, each spelling reaches 127.0.0.1: the parser and the connection agree."""
+    policy = FetchPolicy(allowed_domains=("127.0.0.1",), allowed_networks=("127.0.0.1/32",))
+    assert fetch_media(f"http://{spelling}:{server.port}/media.png", policy) == MEDIA
+    assert server.log[0]["host"] == f"127.0.0.1:{server.port}"
+
+
+def test_redirects_within_the_limit_are_followed(server: LoopbackServer) -> None:
+    assert fetch_media(f"http://media.test:{server.port}/chain?n=3", media_policy()) == MEDIA
+    assert [entry["path"] for entry in server.log] == ["/chain?n=3", "/chain?n=2", "/chain?n=1", "/chain?n=0"]
+
+
+# --- addresses: every class refused, as a literal IP and through DNS, before any connection -----------
+
+REFUSED_ADDRESSES = {
+    "127.0.0.1": "loopback",
+    "127.255.0.9": "loopback",
+    "10.1.2.3": "private",
+    "172.16.5.4": "private",
+    "192.168.1.1": "private",
+    "169.254.169.254": "link-local",
+    "100.64.0.1": "carrier-grade NAT",
+    "224.0.0.1": "multicast",
+    "240.0.0.1": "reserved",
+    "255.255.255.255": "reserved",
+    "0.0.0.0": "unspecified",
+    "192.0.2.10": "documentation",
+    "198.18.0.1": "benchmarking",
+    "::1": "loopback",
+    "::": "unspecified",
+    "::ffff:127.0.0.1": "IPv4-mapped",
+    "::ffff:169.254.169.254": "IPv4-mapped",
+    "::127.0.0.1": "IPv4-compatible",
+    "fc00::1": "unique-local",
+    "fd12:3456::1": "unique-local",
+    "fe80::1": "link-local",
+    "fec0::1": "site-local",
+    "ff02::1": "multicast",
+    "2002:7f00:1::1": "6to4 address embedding 127.0.0.1",
+    "2002:a9fe:a9fe::1": "6to4 address embedding 169.254.169.254",
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2": "Teredo",
+    "64:ff9b::a00:1": "NAT64 address embedding 10.0.0.1",
+}
+
+
+def bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+@pytest.mark.parametrize(("address", "why"), REFUSED_ADDRESSES.items())
+def test_literal_addresses_of_every_refused_class(address: str, why: str, network_guard: list) -> None:
+    """Even listed in allowed_domains, a refused address is never connected to."""
+    policy = FetchPolicy(allowed_domains=(bracketed(address),))
+    refused(f"http://{bracketed(address)}:8080/latest/meta-data/", policy, "refused", why)
+    assert network_guard == []
+
+
+@pytest.mark.parametrize(("address", "why"), REFUSED_ADDRESSES.items())
+def test_allowed_names_resolving_to_refused_addresses(address: str, why: str, network_guard: list) -> None:
+    """An allowed domain whose DNS answer is internal is refused, and the address is not echoed."""
+    dns = FakeDns({"media.test": [address]})
+    message = refused("http://media.test/a.png", FetchPolicy(allowed_domains=("media.test",), resolver=dns), why)
+    assert f"resolves to {address}" not in message and network_guard == []
+
+
+def test_one_refused_answer_refuses_the_host(network_guard: list) -> None:
+    """A public answer next to a private one does not get the host through (the client may pick either)."""
+    dns = FakeDns({"media.test": ["93.184.216.34", "10.0.0.7"]})
+    refused("http://media.test/a.png", FetchPolicy(allowed_domains=("media.test",), resolver=dns), "private")
+    assert network_guard == []
+
+
+@pytest.mark.parametrize("spelling", ["2130706433", "0x7f000001", "0x7f.1", "017700000001", "127.1", "127.0.0.1.",
+                                      "１２７．０．０．１", "0x7F.0.0.0x1", "[::ffff:7f00:1]"])
+def test_ipv4_spellings_of_loopback_are_refused(server: LoopbackServer, spelling: str) -> None:
+    refused(f"http://{spelling}:{server.port}/media.png", FetchPolicy(allowed_domains=("127.0.0.1", "::ffff:7f00:1")))
+    refused(f"http://{spelling}:{server.port}/media.png", FetchPolicy(allowed_domains=("allowed.test",)), "allowed")
+    assert server.log == []
+
+
+# --- URL tricks: refused at parsing, before the allowlist, DNS or any connection ----------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://media.test@127.0.0.1:{port}/media.png", "credentials"),
+        ("http://127.0.0.1:{port}@media.test/media.png", "credentials"),
+        ("http://user:pw@media.test:{port}/media.png", "credentials"),
+        ("http://media.test\\@127.0.0.1:{port}/media.png", "backslash"),
+        ("http://127.0.0.1:{port}\\@media.test/media.png", "backslash"),
+        ("http://media.test:{port}\\media.png", "backslash"),
+        ("http://%31%32%37.0.0.1:{port}/media.png", "percent-encoded"),
+        ("http://media%2Etest:{port}/media.png", "percent-encoded"),
+        ("http://media.test:{port}/media.png\r\nX-Injected: 1", "control"),
+        ("http://media.test :{port}/media.png", "whitespace"),
+        (" http://media.test:{port}/media.png", "unsupported"),
+        ("http://media.test\t:{port}/media.png", "control"),
+        ("http://media.test..:{port}/media.png", "not a valid host"),
+        ("http://[::1%25lo]:{port}/media.png", "zone id"),
+        ("http://256.0.0.1:{port}/media.png", "not a valid one"),
+        ("http://1.2.3.4.5:{port}/media.png", "not a valid one"),
+        ("http://media.test:0/media.png", "invalid port"),
+        ("http://media.test:99999/media.png", "invalid port"),
+        ("http:/media.test:{port}/media.png", "absolute"),
+        ("ftp://media.test:{port}/media.png", "unsupported"),
+        ("gopher://127.0.0.1:{port}/_GET", "unsupported"),
+        ("javascript:alert(1)", "unsupported"),
+        ("http://media.test:{port}/m\u00e9dia.png", "non-ASCII"),
+    ],
+)
+def test_url_tricks_never_reach_the_server(server: LoopbackServer, network_guard: list, url: str, why: str) -> None:
+    """The policy would allow media.test and 127.0.0.1: only the strict parsing stops these."""
+    policy = media_policy(allowed_domains=("media.test", "127.0.0.1"))
+    refused(url.format(port=server.port), policy, why)
+    assert server.log == [] and network_guard == []
+
+
+def test_closed_by_default(server: LoopbackServer, network_guard: list) -> None:
+    """FetchPolicy() fetches nothing over the network and looks nothing up."""
+    dns = FakeDns({"media.test": ["127.0.0.1"]})
+    for url in (f"http://media.test:{server.port}/media.png", f"http://127.0.0.1:{server.port}/media.png"):
+        refused(url, FetchPolicy(resolver=dns), "not in the allowed media domains")
+    assert dns.calls == [] and server.log == [] and network_guard == []
+
+
+def test_subdomain_rules_match_subdomains_only(server: LoopbackServer) -> None:
+    dns = FakeDns({"img.media.test": ["127.0.0.1"], "media.test": ["127.0.0.1"], "evilmedia.test": ["127.0.0.1"]})
+    policy = media_policy(dns, allowed_domains=(".media.test",))
+    assert fetch_media(f"http://img.media.test:{server.port}/media.png", policy) == MEDIA
+    for host in ("media.test", "evilmedia.test"):
+        refused(f"http://{host}:{server.port}/media.png", policy, "not in the allowed media domains")
+    assert len(server.log) == 1
