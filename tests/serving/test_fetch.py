@@ -336,3 +336,107 @@ def test_subdomain_rules_match_subdomains_only(server: LoopbackServer) -> None:
     for host in ("media.test", "evilmedia.test"):
         refused(f"http://{host}:{server.port}/media.png", policy, "not in the allowed media domains")
     assert len(server.log) == 1
+
+
+# --- the vLLM media-fetching advisories of 2025-26 ------------------------------------------------------
+
+
+def test_vllm_ssrf_to_internal_services(server: LoopbackServer, network_guard: list) -> None:
+    """vLLM GHSA-3f6c-7fw2-ppm4 (CVE-2025-6242): MediaConnector fetched any http(s) URL, so a request could
+    make the server call internal services and cloud metadata. Here nothing is fetched unless allowed."""
+    for url in (f"http://127.0.0.1:{server.port}/media.png", "http://169.254.169.254/latest/meta-data/",
+                f"http://localhost:{server.port}/media.png"):
+        refused(url, FetchPolicy(), "not in the allowed media domains")
+    assert server.log == [] and network_guard == []
+
+
+def test_vllm_ssrf_bypass_by_redirect(server: LoopbackServer, internal: LoopbackServer, network_guard: list) -> None:
+    """The first bypass of the SSRF fix: the allowlist was checked on the first URL only, and redirects were
+    followed unchecked, so an allowed host could bounce the fetch to an internal one. Every hop is checked."""
+    to_internal = urllib.parse.quote(f"http://127.0.0.2:{server.port}/media.png", safe="")
+    policy = media_policy(allowed_domains=("media.test", "127.0.0.2"))
+    refused(f"http://media.test:{server.port}/redirect?to={to_internal}", policy, "127.0.0.2 is a loopback address")
+    assert [entry["path"] for entry in server.log] == [f"/redirect?to={to_internal}"]
+    assert internal.log == [] and len(network_guard) == 1
+
+
+def test_vllm_ssrf_bypass_by_dns(server: LoopbackServer, internal: LoopbackServer, network_guard: list) -> None:
+    """The second bypass: a name on the allowlist (or one the attacker controls) whose DNS answer is internal.
+    The resolved addresses are checked, and the connection goes to the checked one (no rebinding)."""
+    dns = FakeDns({"media.test": ["127.0.0.2"]})
+    refused(f"http://media.test:{server.port}/media.png", media_policy(dns), "resolves to a loopback address")
+    assert internal.log == [] and network_guard == []
+
+
+def test_vllm_backslash_allowlist_bypass(server: LoopbackServer, internal: LoopbackServer) -> None:
+    """vLLM CVE-2026-24779: the allowlist check and the HTTP client parsed backslashes differently, so
+    ``http://allowed\\@internal/`` passed as "allowed" and fetched from "internal". Backslashes are refused."""
+    dns = FakeDns({"media.test": ["127.0.0.1"], "internal.test": ["127.0.0.2"]})
+    for url in (f"http://media.test\\@internal.test:{server.port}/media.png",
+                f"http://internal.test:{server.port}\\@media.test/media.png",
+                f"http://media.test:{server.port}\\\\internal.test/media.png"):
+        refused(url, media_policy(dns, allowed_networks=("127.0.0.0/8",)), "backslash")
+    assert server.log == [] and internal.log == [] and dns.calls == []
+
+
+# --- DNS rebinding: the address checked is the address dialled ------------------------------------------
+
+
+def test_dns_rebinding_connects_to_the_checked_address(server: LoopbackServer, internal: LoopbackServer,
+                                                       network_guard: list) -> None:
+    """The resolver answers 127.0.0.1 (allowed) first and 127.0.0.2 (refused) afterwards, as a rebinding
+    DNS server does between a check and a connect: the fetch resolves once and dials 127.0.0.1."""
+    dns = FakeDns({"media.test": ["127.0.0.1"]}, rebind_to={"media.test": ["127.0.0.2"]})
+    assert fetch_media(f"http://media.test:{server.port}/media.png", media_policy(dns)) == MEDIA
+    assert dns.calls == ["media.test"]
+    assert [address[0] for address in network_guard] == ["127.0.0.1"]
+    assert server.log[0]["local"] == "127.0.0.1" and internal.log == []
+
+
+def test_each_redirect_hop_is_resolved_and_checked_again(server: LoopbackServer, internal: LoopbackServer) -> None:
+    dns = FakeDns({"media.test": ["127.0.0.1"]}, rebind_to={"media.test": ["127.0.0.2"]})
+    to_self = urllib.parse.quote(f"http://media.test:{server.port}/media.png", safe="")
+    refused(f"http://media.test:{server.port}/redirect?to={to_self}", media_policy(dns), "loopback")
+    assert dns.calls == ["media.test", "media.test"] and len(server.log) == 1 and internal.log == []
+
+
+# --- redirects ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("http://elsewhere.test:{port}/media.png", "not in the allowed media domains"),
+        ("http://10.0.0.5/latest/meta-data/", "not in the allowed media domains"),
+        ("http://internal.test/media.png", "resolves to a private address"),
+        ("file:///etc/passwd", "redirected to a file: URL"),
+        ("data:image/png;base64,iVBORw0K", "redirected to a data: URL"),
+        ("gopher://127.0.0.1:{port}/_x", "redirected to a gopher: URL"),
+        ("http://media.test:{port}\\@elsewhere.test/", "backslash"),
+        ("http://x@media.test:{port}/media.png", "credentials"),
+        ("//elsewhere.test/media.png", "not in the allowed media domains"),
+    ],
+)
+def test_redirects_are_refused_like_first_urls(server: LoopbackServer, network_guard: list, location: str,
+                                               why: str) -> None:
+    dns = FakeDns({"media.test": ["127.0.0.1"], "internal.test": ["10.0.0.5"], "elsewhere.test": ["127.0.0.1"]})
+    to = urllib.parse.quote(location.format(port=server.port), safe="")
+    refused(f"http://media.test:{server.port}/redirect?to={to}&status=307", media_policy(dns, allowed_domains=(
+        "media.test", "internal.test")), why)
+    assert len(server.log) == 1 and all(address[0] == "127.0.0.1" for address in network_guard)
+
+
+def test_too_many_redirects(server: LoopbackServer) -> None:
+    refused(f"http://media.test:{server.port}/chain?n=5", media_policy(max_redirects=3), "redirected more than 3 times")
+    assert [entry["path"] for entry in server.log] == [f"/chain?n={n}" for n in (5, 4, 3, 2)]
+    refused(f"http://media.test:{server.port}/chain?n=1", media_policy(max_redirects=0), "redirected more than 0 times")
+
+
+def test_relative_redirects_stay_on_the_checked_host(server: LoopbackServer) -> None:
+    to = urllib.parse.quote("media.png?from=redirect", safe="")
+    assert fetch_media(f"http://media.test:{server.port}/redirect?to={to}", media_policy()) == MEDIA
+    assert server.log[1] == {"path": "/media.png?from=redirect", "host": f"media.test:{server.port}", "local": "127.0.0.1"}
+
+
+def test_http_errors_are_fetch_errors(server: LoopbackServer) -> None:
+    refused(f"http://media.test:{server.port}/nothing-here", media_policy(), "HTTP 404")
