@@ -8,6 +8,7 @@ DNS lookup: a test fails if anything but a loopback address was dialled or a rea
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ipaddress
 import shutil
@@ -39,13 +40,14 @@ class MediaHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self.server.log.append({"path": self.path, "host": self.headers["Host"], "local": self.connection.getsockname()[0]})
+        self.server.log.append(
+            {"path": self.path, "host": self.headers["Host"], "local": self.connection.getsockname()[0]}
+        )
         route = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(route.query))
-        try:
-            getattr(self, "route_" + route.path.strip("/").replace("-", "_").replace(".", "_"), self.route_missing)(query)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            pass
+        route_handler = getattr(self, "route_" + route.path.strip("/").replace("-", "_").replace(".", "_"), None)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client hung up
+            (route_handler or self.route_missing)(query)
 
     def send_body(self, body: bytes, status: int = 200) -> None:
         self.send_response(status)
@@ -275,8 +277,20 @@ def test_one_refused_answer_refuses_the_host(network_guard: list) -> None:
     assert network_guard == []
 
 
-@pytest.mark.parametrize("spelling", ["2130706433", "0x7f000001", "0x7f.1", "017700000001", "127.1", "127.0.0.1.",
-                                      "１２７．０．０．１", "0x7F.0.0.0x1", "[::ffff:7f00:1]"])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2130706433",
+        "0x7f000001",
+        "0x7f.1",
+        "017700000001",
+        "127.1",
+        "127.0.0.1.",
+        "１２７．０．０．１",
+        "0x7F.0.0.0x1",
+        "[::ffff:7f00:1]",
+    ],
+)
 def test_ipv4_spellings_of_loopback_are_refused(server: LoopbackServer, spelling: str) -> None:
     refused(f"http://{spelling}:{server.port}/media.png", FetchPolicy(allowed_domains=("127.0.0.1", "::ffff:7f00:1")))
     refused(f"http://{spelling}:{server.port}/media.png", FetchPolicy(allowed_domains=("allowed.test",)), "allowed")
@@ -344,8 +358,11 @@ def test_subdomain_rules_match_subdomains_only(server: LoopbackServer) -> None:
 def test_vllm_ssrf_to_internal_services(server: LoopbackServer, network_guard: list) -> None:
     """vLLM GHSA-3f6c-7fw2-ppm4 (CVE-2025-6242): MediaConnector fetched any http(s) URL, so a request could
     make the server call internal services and cloud metadata. Here nothing is fetched unless allowed."""
-    for url in (f"http://127.0.0.1:{server.port}/media.png", "http://169.254.169.254/latest/meta-data/",
-                f"http://localhost:{server.port}/media.png"):
+    for url in (
+        f"http://127.0.0.1:{server.port}/media.png",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://localhost:{server.port}/media.png",
+    ):
         refused(url, FetchPolicy(), "not in the allowed media domains")
     assert server.log == [] and network_guard == []
 
@@ -372,9 +389,11 @@ def test_vllm_backslash_allowlist_bypass(server: LoopbackServer, internal: Loopb
     """vLLM CVE-2026-24779: the allowlist check and the HTTP client parsed backslashes differently, so
     ``http://allowed\\@internal/`` passed as "allowed" and fetched from "internal". Backslashes are refused."""
     dns = FakeDns({"media.test": ["127.0.0.1"], "internal.test": ["127.0.0.2"]})
-    for url in (f"http://media.test\\@internal.test:{server.port}/media.png",
-                f"http://internal.test:{server.port}\\@media.test/media.png",
-                f"http://media.test:{server.port}\\\\internal.test/media.png"):
+    for url in (
+        f"http://media.test\\@internal.test:{server.port}/media.png",
+        f"http://internal.test:{server.port}\\@media.test/media.png",
+        f"http://media.test:{server.port}\\\\internal.test/media.png",
+    ):
         refused(url, media_policy(dns, allowed_networks=("127.0.0.0/8",)), "backslash")
     assert server.log == [] and internal.log == [] and dns.calls == []
 
@@ -382,8 +401,9 @@ def test_vllm_backslash_allowlist_bypass(server: LoopbackServer, internal: Loopb
 # --- DNS rebinding: the address checked is the address dialled ------------------------------------------
 
 
-def test_dns_rebinding_connects_to_the_checked_address(server: LoopbackServer, internal: LoopbackServer,
-                                                       network_guard: list) -> None:
+def test_dns_rebinding_connects_to_the_checked_address(
+    server: LoopbackServer, internal: LoopbackServer, network_guard: list
+) -> None:
     """The resolver answers 127.0.0.1 (allowed) first and 127.0.0.2 (refused) afterwards, as a rebinding
     DNS server does between a check and a connect: the fetch resolves once and dials 127.0.0.1."""
     dns = FakeDns({"media.test": ["127.0.0.1"]}, rebind_to={"media.test": ["127.0.0.2"]})
@@ -417,12 +437,16 @@ def test_each_redirect_hop_is_resolved_and_checked_again(server: LoopbackServer,
         ("//elsewhere.test/media.png", "not in the allowed media domains"),
     ],
 )
-def test_redirects_are_refused_like_first_urls(server: LoopbackServer, network_guard: list, location: str,
-                                               why: str) -> None:
+def test_redirects_are_refused_like_first_urls(
+    server: LoopbackServer, network_guard: list, location: str, why: str
+) -> None:
     dns = FakeDns({"media.test": ["127.0.0.1"], "internal.test": ["10.0.0.5"], "elsewhere.test": ["127.0.0.1"]})
     to = urllib.parse.quote(location.format(port=server.port), safe="")
-    refused(f"http://media.test:{server.port}/redirect?to={to}&status=307", media_policy(dns, allowed_domains=(
-        "media.test", "internal.test")), why)
+    refused(
+        f"http://media.test:{server.port}/redirect?to={to}&status=307",
+        media_policy(dns, allowed_domains=("media.test", "internal.test")),
+        why,
+    )
     assert len(server.log) == 1 and all(address[0] == "127.0.0.1" for address in network_guard)
 
 
@@ -435,8 +459,133 @@ def test_too_many_redirects(server: LoopbackServer) -> None:
 def test_relative_redirects_stay_on_the_checked_host(server: LoopbackServer) -> None:
     to = urllib.parse.quote("media.png?from=redirect", safe="")
     assert fetch_media(f"http://media.test:{server.port}/redirect?to={to}", media_policy()) == MEDIA
-    assert server.log[1] == {"path": "/media.png?from=redirect", "host": f"media.test:{server.port}", "local": "127.0.0.1"}
+    assert server.log[1] == {
+        "path": "/media.png?from=redirect",
+        "host": f"media.test:{server.port}",
+        "local": "127.0.0.1",
+    }
 
 
 def test_http_errors_are_fetch_errors(server: LoopbackServer) -> None:
     refused(f"http://media.test:{server.port}/nothing-here", media_policy(), "HTTP 404")
+
+
+# --- time and size limits -------------------------------------------------------------------------------
+
+
+def test_slow_server_hits_the_read_timeout(server: LoopbackServer) -> None:
+    start = time.monotonic()
+    refused(f"http://media.test:{server.port}/slow", media_policy(read_timeout=0.3), "timed out")
+    assert time.monotonic() - start < 1.5
+
+
+def test_drip_feeding_server_hits_the_total_deadline(server: LoopbackServer) -> None:
+    """One byte every 50 ms never trips the read timeout; the total deadline stops it."""
+    start = time.monotonic()
+    refused(f"http://media.test:{server.port}/drip", media_policy(read_timeout=1.0, total_timeout=0.5), "total_timeout")
+    assert time.monotonic() - start < 1.2
+
+
+def test_slow_dns_hits_the_connect_timeout(server: LoopbackServer) -> None:
+    def slow_resolver(host: str, port: int) -> list[str]:
+        time.sleep(1.0)
+        return ["127.0.0.1"]
+
+    start = time.monotonic()
+    policy = FetchPolicy(
+        allowed_domains=("media.test",), allowed_networks=("127.0.0.1/32",), connect_timeout=0.2, resolver=slow_resolver
+    )
+    refused(f"http://media.test:{server.port}/media.png", policy, "timed out")
+    assert time.monotonic() - start < 0.8 and server.log == []
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_body_over_the_cap_is_abandoned_while_streaming(server: LoopbackServer, declared: bool) -> None:
+    """A 256 MiB body against a 256 KiB cap: refused up front on Content-Length, else as soon as the count
+    passes the cap; the server's writes then fail after a few socket buffers, not after 256 MiB."""
+    server.big_sent.clear()
+    start = time.monotonic()
+    refused(
+        f"http://media.test:{server.port}/big?declare={int(declared)}",
+        media_policy(max_bytes=256 * 1024),
+        "over the limit of 262144",
+    )
+    assert time.monotonic() - start < 2.0
+    deadline = time.monotonic() + 10
+    while not server.big_sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.big_sent and server.big_sent[0] < 48 * 2**20 < BIG
+
+
+def test_body_at_the_cap_is_accepted(server: LoopbackServer) -> None:
+    assert fetch_media(f"http://media.test:{server.port}/media.png", media_policy(max_bytes=len(MEDIA))) == MEDIA
+    refused(f"http://media.test:{server.port}/media.png", media_policy(max_bytes=len(MEDIA) - 1), "over the limit")
+
+
+# --- https: connected to the checked IP, verified against the host name ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    files = {}
+    for name in ("media.test", "other.test"):
+        key, cert = folder / f"{name}.key", folder / f"{name}.pem"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={name}",
+                "-addext",
+                f"subjectAltName=DNS:{name}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        files[name], files[name + ".key"] = cert, key
+    return files
+
+
+@pytest.fixture(scope="module")
+def tls_server(tls_files: dict[str, Path]) -> Iterator[LoopbackServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files["media.test"], tls_files["media.test.key"])
+    secure = LoopbackServer("127.0.0.1", tls=context)
+    yield secure
+    secure.shutdown()
+
+
+def test_https_is_verified_against_the_host_name(tls_server: LoopbackServer, tls_files: dict[str, Path]) -> None:
+    """The socket goes to the pinned 127.0.0.1 while SNI and the certificate check use media.test."""
+    policy = media_policy(ca_file=str(tls_files["media.test"]))
+    assert fetch_media(f"https://media.test:{tls_server.port}/media.png", policy) == MEDIA
+    assert tls_server.log[-1]["host"] == f"media.test:{tls_server.port}"
+
+
+def test_https_with_a_certificate_for_another_name_is_refused(
+    tls_server: LoopbackServer, tls_files: dict[str, Path]
+) -> None:
+    tls_server.log.clear()
+    refused(
+        f"https://media.test:{tls_server.port}/media.png",
+        media_policy(ca_file=str(tls_files["other.test"])),
+        "the download failed",
+    )
+    policy = media_policy(allowed_domains=("127.0.0.1",), ca_file=str(tls_files["media.test"]))
+    refused(f"https://127.0.0.1:{tls_server.port}/media.png", policy, "the download failed")  # cert names media.test
+    assert tls_server.log == []
