@@ -98,8 +98,8 @@ def _os_reason(error: OSError) -> str:
         return "file not found"
     if error.errno == errno.ELOOP:
         return "the path changed while it was opened (a symlink appeared); refused"
-    if error.errno == errno.ENOTDIR:
-        return "a part of the path is not a folder"
+    if error.errno == errno.ENOTDIR:  # O_DIRECTORY | O_NOFOLLOW on a symlink says ENOTDIR too
+        return "a part of the path is not a folder (or turned into a symlink); refused"
     return f"cannot read it ({error.strerror})"
 
 
