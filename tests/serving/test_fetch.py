@@ -102,6 +102,7 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: str, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
         super().__init__((address, port), MediaHandler)
         self.log: list[dict] = []
         self.big_sent: list[int] = []
@@ -589,3 +590,36 @@ def test_https_with_a_certificate_for_another_name_is_refused(
     policy = media_policy(allowed_domains=("127.0.0.1",), ca_file=str(tls_files["media.test"]))
     refused(f"https://127.0.0.1:{tls_server.port}/media.png", policy, "the download failed")  # cert names media.test
     assert tls_server.log == []
+
+
+def test_connect_timeout(network_guard: list) -> None:
+    """A listener whose accept queue is full drops new SYNs, so the connect hangs until connect_timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())
+    try:
+        start = time.monotonic()
+        port = listener.getsockname()[1]
+        refused(f"http://media.test:{port}/media.png", media_policy(connect_timeout=0.3), "timed out")
+        assert 0.25 < time.monotonic() - start < 1.5
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_ipv6_literal_and_resolved_hosts(network_guard: list) -> None:
+    try:
+        server6 = LoopbackServer("::1")
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    try:
+        dns = FakeDns({"media6.test": ["::1"]})
+        policy = FetchPolicy(allowed_domains=("[::1]", "media6.test"), allowed_networks=("::1/128",), resolver=dns)
+        assert fetch_media(f"http://[::1]:{server6.port}/media.png", policy) == MEDIA
+        assert fetch_media(f"http://media6.test:{server6.port}/media.png", policy) == MEDIA
+        assert [entry["host"] for entry in server6.log] == [f"[::1]:{server6.port}", f"media6.test:{server6.port}"]
+        refused(f"http://[::1]:{server6.port}/media.png", FetchPolicy(allowed_domains=("[::1]",)), "loopback")
+        assert len(server6.log) == 2
+    finally:
+        server6.shutdown()

@@ -22,7 +22,8 @@ def fetch_media(url: str, policy: FetchPolicy) -> bytes:
     """The bytes behind a media reference: a ``data:`` URI, an http(s) URL, or a local path / ``file://`` URL.
 
     Raises `FetchError` (a user-input error; the server answers 400) when the policy refuses the reference
-    or the fetch fails.
+    or the fetch fails. It blocks for up to ``policy.total_timeout``: from async code, call it through
+    ``await asyncio.to_thread(fetch_media, url, policy)``.
 
     Example:
         >>> fetch_media("data:image/png;base64,iVBORw0K", FetchPolicy())

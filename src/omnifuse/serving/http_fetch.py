@@ -28,7 +28,7 @@ from omnifuse.serving.urls import HttpUrl, check_url_characters, host_is_allowed
 _REDIRECTS = {301, 302, 303, 307, 308}
 _USER_AGENT = "omnifuse-media-fetch/1"
 # getaddrinfo has no timeout of its own: lookups run here so a fetch can stop waiting for one.
-_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="omnifuse-dns")
+_LOOKUPS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="omnifuse-dns")
 
 
 def fetch_http(url: str, policy: FetchPolicy) -> bytes:
