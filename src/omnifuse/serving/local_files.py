@@ -16,8 +16,11 @@ import urllib.parse
 from omnifuse.serving.fetch_policy import FetchError, FetchPolicy
 
 _CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# getattr: these flags are POSIX-only; without them (Windows) local files are refused (read_local_media).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | _CLOEXEC
 
 
 def read_local_media(source: str, policy: FetchPolicy) -> bytes:
@@ -33,6 +36,8 @@ def read_local_media(source: str, policy: FetchPolicy) -> bytes:
     where = f"local media path {_short(source)}"
     if policy.allowed_local_path is None:
         raise FetchError(f"{where} refused: local files are disabled (allowed_local_path / --allowed-local-media-path)")
+    if not _NOFOLLOW or os.open not in os.supports_dir_fd:
+        raise FetchError(f"{where} refused: safe local file access needs a POSIX system (O_NOFOLLOW, dir_fd)")
     path = _path_of(source, where)
     root = os.path.realpath(policy.allowed_local_path)
     if not os.path.isdir(root):
