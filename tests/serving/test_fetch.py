@@ -484,7 +484,7 @@ def test_drip_feeding_server_hits_the_total_deadline(server: LoopbackServer) -> 
     """One byte every 50 ms never trips the read timeout; the total deadline stops it."""
     start = time.monotonic()
     refused(f"http://media.test:{server.port}/drip", media_policy(read_timeout=1.0, total_timeout=0.5), "total_timeout")
-    assert time.monotonic() - start < 1.2
+    assert time.monotonic() - start < 2.0  # the drip alone would take 3 s
 
 
 def test_slow_dns_hits_the_connect_timeout(server: LoopbackServer) -> None:
