@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import doctest
 import ipaddress
+import time
 
+import httpcore
 import pytest
 
 from omnifuse.errors import UsageError
 from omnifuse.serving import addresses, fetch, fetch_policy, http_fetch, local_files, pinned_network, urls
 from omnifuse.serving.addresses import refusal_reason
 from omnifuse.serving.fetch_policy import FetchError, FetchPolicy
+from omnifuse.serving.pinned_network import PinnedBackend, clamp_timeout
 from omnifuse.serving.urls import HttpUrl, canonical_host, host_is_allowed, parse_http_url
 
 
@@ -185,3 +188,21 @@ def test_allowed_networks_opt_back_in_but_never_for_unspecified_or_multicast() -
     assert refusal_reason("0.0.0.0", nets) == "an unspecified address (0.0.0.0 or ::)"
     assert refusal_reason("224.0.0.251", nets) == "a multicast address"
     assert "IPv4-mapped" in refusal_reason("::ffff:127.0.0.1", nets)  # an IPv4 network does not cover it
+
+
+def test_pinned_backend_dials_nothing_but_the_checked_host() -> None:
+    backend = PinnedBackend("media.test", ["127.0.0.1"], deadline=time.monotonic() + 5)
+    with pytest.raises(httpcore.ConnectError, match="only 'media.test' was checked"):
+        backend.connect_tcp("internal.test", 80)
+    with pytest.raises(httpcore.ConnectError):
+        backend.connect_unix_socket("/var/run/docker.sock")
+    assert backend.connected == []
+
+
+def test_deadline_clamps_every_wait() -> None:
+    now = time.monotonic()
+    assert clamp_timeout(None, now + 1.0) <= 1.0
+    assert clamp_timeout(10.0, now + 1.0) <= 1.0
+    assert clamp_timeout(0.1, now + 1.0) == 0.1
+    with pytest.raises(httpcore.ReadTimeout, match="total_timeout"):
+        clamp_timeout(5.0, now - 0.01, httpcore.ReadTimeout)
