@@ -71,9 +71,13 @@ def refusal_reason(address: str | IPAddress, allowed_networks: Iterable[IPNetwor
         return "a multicast address"
     if any(ip.version == net.version and ip in net for net in allowed_networks):
         return None
-    embedded = _embedded_ipv4_reason(ip)
-    if embedded:
-        return embedded
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # a public host has a plain IPv4 record for that
+        return f"an IPv4-mapped IPv6 address (embedding {ip.ipv4_mapped})"
+    tunnel = _tunnelled_ipv4(ip)
+    if tunnel is not None:  # judged by the IPv4 address it leads to (Python's is_global varies on these)
+        label, inner = tunnel
+        why = refusal_reason(inner)
+        return f"{label} embedding {inner}, {why}" if why else None
     for network, why in _TABLE:
         if ip.version == network.version and ip in network:
             return why
@@ -82,22 +86,13 @@ def refusal_reason(address: str | IPAddress, allowed_networks: Iterable[IPNetwor
     return None
 
 
-def _embedded_ipv4_reason(ip: IPAddress) -> str | None:
-    """IPv6 addresses that carry an IPv4 one: mapped ones always refused, 6to4/NAT64 when the IPv4 one is."""
-    if ip.version != 6:
-        return None
-    if ip.ipv4_mapped is not None:  # refused whatever it embeds: a public host has a plain IPv4 record for that
-        return f"an IPv4-mapped IPv6 address (embedding {ip.ipv4_mapped})"
-    inner: ipaddress.IPv4Address | None = None
-    label = ""
-    if ip in _SIX_TO_FOUR:
-        inner, label = ip.sixtofour, "a 6to4 address"
-    elif ip in _NAT64:
-        inner, label = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "a NAT64 address"
-    if inner is None:
-        return None
-    why = refusal_reason(inner)
-    return f"{label} embedding {inner}, {why}" if why else None
+def _tunnelled_ipv4(ip: IPAddress) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address a 6to4 or NAT64 address carries, with a label for messages; None for others."""
+    if ip.version == 6 and ip in _SIX_TO_FOUR and ip.sixtofour is not None:
+        return "a 6to4 address", ip.sixtofour
+    if ip.version == 6 and ip in _NAT64:
+        return "a NAT64 address", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 __all__ = ["refusal_reason"]
