@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omnifuse.errors import OmnifuseInputError, UsageError
+from omnifuse.serving.cli import register as register_serving
 
 EXIT_BAD_INPUT = 2
 
@@ -54,13 +55,6 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     return {"task": "eval", **result}
 
 
-def cmd_chat(args: argparse.Namespace) -> None:
-    from omnifuse.evaluation.chat import chat
-
-    media = {"image": args.image, "audio": args.audio, "video": args.video}
-    chat(args.model, args.prompt, media, max_new_tokens=args.max_new_tokens)
-
-
 def cmd_export(args: argparse.Namespace) -> dict:
     from omnifuse.interop.llava import export_llava
 
@@ -100,14 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N records only")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("chat", help="answer one prompt, streamed")
-    p.add_argument("--model", required=True)
-    p.add_argument("--image")
-    p.add_argument("--audio")
-    p.add_argument("--video")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("prompt")
-    p.set_defaults(func=cmd_chat)
+    register_serving(sub)  # serve, chat
 
     p = sub.add_parser("export", help="write a transformers-native checkpoint")
     p.add_argument("--model", required=True)

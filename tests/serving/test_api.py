@@ -21,9 +21,9 @@ def ask(client, content, **options):
 
 def prompt_length(loaded, content) -> int:
     """Expanded input_ids length of the same prompt, computed by the processor directly."""
-    from omnifuse.serving.parts import convert_messages
     from omnifuse.serving.fetch import FetchPolicy
     from omnifuse.serving.limits import ServerLimits
+    from omnifuse.serving.parts import convert_messages
 
     _, processor = loaded
     messages = convert_messages([{"role": "user", "content": content}], set(processor.specs), FetchPolicy(),

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -95,10 +96,8 @@ def _submit(state: ServingState, sample, params: SamplingParams):
     queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
     def sink(event: EngineEvent) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop closed: the client is gone
             loop.call_soon_threadsafe(queue.put_nowait, event)
-        except RuntimeError:  # the event loop closed: the client is gone
-            pass
 
     try:
         handle = state.engine.submit(sample.input_ids, sample.media, params, sink)

@@ -56,7 +56,7 @@ class RunningBatch:
             layer.keys = torch.cat([_left_pad(layer.keys, width), _left_pad(keys, width)], dim=0)
             layer.values = torch.cat([_left_pad(layer.values, width), _left_pad(values, width)], dim=0)
         old = torch.cat([torch.zeros((len(self), width - self.width), dtype=torch.long), self.mask], dim=1)
-        new = torch.cat([torch.zeros((1, width - length), dtype=torch.long), torch.ones((1, length), dtype=torch.long)], 1)
+        new = (torch.arange(width) >= width - length).long()[None]
         self.mask = torch.cat([old, new], dim=0)
         self.last_tokens = torch.cat([self.last_tokens, torch.tensor([last_token])])
 
