@@ -26,8 +26,9 @@ def prompt_length(loaded, content) -> int:
     from omnifuse.serving.parts import convert_messages
 
     _, processor = loaded
-    messages = convert_messages([{"role": "user", "content": content}], set(processor.specs), FetchPolicy(),
-                                ServerLimits())
+    messages = convert_messages(
+        [{"role": "user", "content": content}], set(processor.specs), FetchPolicy(), ServerLimits()
+    )
     return len(processor.encode_conversation(messages, add_generation_prompt=True).input_ids)
 
 
@@ -48,23 +49,28 @@ def test_text_only_counts_usage(client, loaded):
 
 
 def test_image_as_data_uri(client, loaded, media):
-    content = [{"type": "image_url", "image_url": {"url": media.data_uri(media.png(), "image/png")}},
-               {"type": "text", "text": "what color?"}]
+    content = [
+        {"type": "image_url", "image_url": {"url": media.data_uri(media.png(), "image/png")}},
+        {"type": "text", "text": "what color?"},
+    ]
     reply = ask(client, content)
     text_only = prompt_length(loaded, "what color?")
     assert reply.usage.prompt_tokens == prompt_length(loaded, content) > text_only + 10  # image tokens counted
 
 
 def test_audio_as_input_audio(client, loaded, media):
-    content = [{"type": "input_audio", "input_audio": {"data": base64.b64encode(media.wav()).decode(),
-                                                       "format": "wav"}},
-               {"type": "text", "text": "describe the sound"}]
+    content = [
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(media.wav()).decode(), "format": "wav"}},
+        {"type": "text", "text": "describe the sound"},
+    ]
     assert ask(client, content).usage.prompt_tokens == prompt_length(loaded, content)
 
 
 def test_video_url_as_data_uri(client, loaded, media):
-    content = [{"type": "video_url", "video_url": {"url": media.data_uri(media.video(), "video/mp4")}},
-               {"type": "text", "text": "describe the video"}]
+    content = [
+        {"type": "video_url", "video_url": {"url": media.data_uri(media.video(), "video/mp4")}},
+        {"type": "text", "text": "describe the video"},
+    ]
     assert ask(client, content).usage.prompt_tokens == prompt_length(loaded, content)
 
 
@@ -107,8 +113,10 @@ def test_seeded_sampling_repeats_and_stop_strings_cut(client):
 
 def test_a_repeated_image_skips_its_encoder(client, served, media):
     cache = served.server.engine.media_cache
-    content = [{"type": "image_url", "image_url": {"url": media.data_uri(media.png(colour=(1, 2, 3)), "image/png")}},
-               {"type": "text", "text": "color?"}]
+    content = [
+        {"type": "image_url", "image_url": {"url": media.data_uri(media.png(colour=(1, 2, 3)), "image/png")}},
+        {"type": "text", "text": "color?"},
+    ]
     hits, misses = cache.hits, cache.misses
     ask(client, content)
     assert (cache.hits, cache.misses) == (hits, misses + 1)
@@ -119,9 +127,14 @@ def test_a_repeated_image_skips_its_encoder(client, served, media):
 def test_metrics_report_requests_tokens_and_batches(client, served):
     ask(client, "red")
     text = httpx.get(f"{served.url}/metrics").text
-    for name in ("omnifuse_requests_total{status=\"200\"}", "omnifuse_completion_tokens_total",
-                 "omnifuse_queue_length", "omnifuse_batch_size_bucket", "omnifuse_request_latency_seconds_bucket",
-                 "omnifuse_time_to_first_token_seconds_bucket"):
+    for name in (
+        'omnifuse_requests_total{status="200"}',
+        "omnifuse_completion_tokens_total",
+        "omnifuse_queue_length",
+        "omnifuse_batch_size_bucket",
+        "omnifuse_request_latency_seconds_bucket",
+        "omnifuse_time_to_first_token_seconds_bucket",
+    ):
         assert name in text, name
 
 

@@ -27,8 +27,13 @@ def test_session_keeps_the_conversation_and_attaches_media(loaded, tmp_path, med
     (tmp_path / "a.mp4").write_bytes(media.video())
     out = io.StringIO()
     session = ChatSession(model, processor, out, max_new_tokens=3)
-    for line in [f"/image {tmp_path / 'a.png'}", f"/audio {tmp_path / 'a.wav'}", "what is it?",
-                 f"/video {tmp_path / 'a.mp4'}", "and now?"]:
+    for line in [
+        f"/image {tmp_path / 'a.png'}",
+        f"/audio {tmp_path / 'a.wav'}",
+        "what is it?",
+        f"/video {tmp_path / 'a.mp4'}",
+        "and now?",
+    ]:
         assert session.handle(line)
     roles = [m["role"] for m in session.messages]
     assert roles == ["user", "assistant", "user", "assistant"]
@@ -47,8 +52,13 @@ def test_interactive_session_through_piped_stdin(model_dir, tmp_path, media):
     image.write_bytes(media.png())
     script = f"/image {image}\nwhat color?\nand again?\n/reset\nhello\n"
     exe = Path(sys.executable).parent / "omnifuse"
-    done = subprocess.run([exe, "chat", "--model", str(model_dir), "--max-new-tokens", "3"], input=script,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [exe, "chat", "--model", str(model_dir), "--max-new-tokens", "3"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.count("model> ") == 3

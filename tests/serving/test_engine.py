@@ -105,8 +105,10 @@ def test_concurrent_requests_never_see_each_others_tokens(engine, loaded):
         sink.done.wait(60)
         expected[prompt] = sink.text
     sinks = {}
-    threads = [threading.Thread(target=lambda p=p: sinks.setdefault(p, run(engine, encode(processor, p), 10)))
-               for p in PROMPTS * 2]
+    threads = [
+        threading.Thread(target=lambda p=p: sinks.setdefault(p, run(engine, encode(processor, p), 10)))
+        for p in PROMPTS * 2
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -45,8 +45,13 @@ def image_part(uri: str) -> dict:
 
 
 def body(content, **options) -> dict:
-    return {"model": "tiny", "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": content}],
-            **options}
+    return {
+        "model": "tiny",
+        "max_tokens": 2,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": content}],
+        **options,
+    }
 
 
 def post(url: str, payload=None, **kwargs) -> httpx.Response:
@@ -132,8 +137,10 @@ def test_bad_content_parts(served, content, words):
 
 
 def test_media_in_an_assistant_turn_is_refused(served, media):
-    messages = [{"role": "user", "content": "hi"},
-                {"role": "assistant", "content": [image_part(media.data_uri(media.png(), "image/png"))]}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [image_part(media.data_uri(media.png(), "image/png"))]},
+    ]
     payload = {"model": "tiny", "max_tokens": 2, "messages": messages}
     assert_openai_error(post(served.url, payload), 400, "user messages only")
 
@@ -148,8 +155,18 @@ def test_malformed_json(served):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_tokens", "5"), ("temperature", "hot"), ("messages", "hi"), ("stream", "yes"), ("top_p", 3),
-     ("max_tokens", 0), ("n", 2), ("stop", 7), ("seed", 1.5), ("messages", [{"role": "wizard", "content": "x"}])],
+    [
+        ("max_tokens", "5"),
+        ("temperature", "hot"),
+        ("messages", "hi"),
+        ("stream", "yes"),
+        ("top_p", 3),
+        ("max_tokens", 0),
+        ("n", 2),
+        ("stop", 7),
+        ("seed", 1.5),
+        ("messages", [{"role": "wizard", "content": "x"}]),
+    ],
 )
 def test_wrong_field_types(served, field, value):
     error = assert_openai_error(post(served.url, body("red", **{field: value})), 400)
@@ -180,8 +197,15 @@ def test_twenty_megabyte_body_is_refused(served):
 def strict(loaded):
     from omnifuse.serving.limits import ServerLimits
 
-    limits = ServerLimits(max_media_items=2, max_media_bytes=60_000, max_item_bytes=50_000, max_pixels=10_000,
-                          max_decoded_frames=20, max_audio_seconds=1.0, max_tokens=8)
+    limits = ServerLimits(
+        max_media_items=2,
+        max_media_bytes=60_000,
+        max_item_bytes=50_000,
+        max_pixels=10_000,
+        max_decoded_frames=20,
+        max_audio_seconds=1.0,
+        max_tokens=8,
+    )
     server, url = start_server(loaded, limits=limits)
     yield url
     server.shutdown()

@@ -14,8 +14,13 @@ from .conftest import start_server
 
 def test_in_flight_request_completes_and_new_ones_get_503(loaded):
     server, url = start_server(loaded)
-    payload = {"model": "tiny", "max_tokens": 150, "temperature": 0, "stream": True,
-               "messages": [{"role": "user", "content": "red"}]}
+    payload = {
+        "model": "tiny",
+        "max_tokens": 150,
+        "temperature": 0,
+        "stream": True,
+        "messages": [{"role": "user", "content": "red"}],
+    }
     streamed, started = [], threading.Event()
 
     def long_request() -> None:

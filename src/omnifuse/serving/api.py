@@ -79,19 +79,32 @@ def sampling_params(state: ServingState, request: ChatCompletionRequest, prompt_
     room = state.engine.max_positions - prompt_tokens
     asked = request.max_completion_tokens or request.max_tokens
     if asked is not None and asked > state.limits.max_tokens:
-        raise APIError(400, f"max_tokens: {asked} is over this server's limit of {state.limits.max_tokens}",
-                       param="max_tokens", code="invalid_value")
+        raise APIError(
+            400,
+            f"max_tokens: {asked} is over this server's limit of {state.limits.max_tokens}",
+            param="max_tokens",
+            code="invalid_value",
+        )
     if room < 1 or (asked is not None and asked > room):
-        raise APIError(400, f"the prompt has {prompt_tokens} tokens; with max_tokens={asked} it exceeds the "
-                       f"model's context of {state.engine.max_positions} tokens", param="messages",
-                       code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"the prompt has {prompt_tokens} tokens; with max_tokens={asked} it exceeds the "
+            f"model's context of {state.engine.max_positions} tokens",
+            param="messages",
+            code="context_length_exceeded",
+        )
     tokenizer = state.processor.tokenizer
-    return SamplingParams(max_tokens=asked or min(state.default_max_tokens, room), temperature=request.temperature,
-                          top_p=request.top_p, stop=request.stop_strings(), seed=request.seed,
-                          stop_token_ids=(tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ())
+    return SamplingParams(
+        max_tokens=asked or min(state.default_max_tokens, room),
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop_strings(),
+        seed=request.seed,
+        stop_token_ids=(tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else (),
+    )
 
 
-def _submit(state: ServingState, sample, params: SamplingParams):
+def _submit(state: ServingState, sample, params: SamplingParams, stream: bool):
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
@@ -100,11 +113,15 @@ def _submit(state: ServingState, sample, params: SamplingParams):
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
     try:
-        handle = state.engine.submit(sample.input_ids, sample.media, params, sink)
+        handle = state.engine.submit(sample.input_ids, sample.media, params, sink, stream=stream)
     except EngineUnavailable as err:
         status = 503 if err.draining else 429
-        raise APIError(status, str(err), type="server_error" if err.draining else "rate_limit_error",
-                       code="server_shutting_down" if err.draining else "queue_full") from err
+        raise APIError(
+            status,
+            str(err),
+            type="server_error" if err.draining else "rate_limit_error",
+            code="server_shutting_down" if err.draining else "queue_full",
+        ) from err
     return handle, queue
 
 
@@ -117,7 +134,7 @@ async def _collect(queue: asyncio.Queue) -> tuple[str, EngineEvent]:
         elif event.kind == "error":
             raise error_for_event(event)
         else:
-            return "".join(pieces), event
+            return "".join(pieces) + event.text, event
 
 
 async def _stream(state: ServingState, handle, queue, cid: str, include_usage: bool):
@@ -154,23 +171,31 @@ async def chat_completions(http: Request) -> Response:
     try:
         request = parse_request(await read_body(http, state.limits.max_body_bytes))
         if request.model not in (None, state.model_name):
-            raise APIError(404, f"model {request.model!r} is not served here; this server serves "
-                           f"{state.model_name!r}", param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model {request.model!r} is not served here; this server serves {state.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
         sample = await run_in_threadpool(prepare_prompt, state, request)
         params = sampling_params(state, request, len(sample.input_ids))
-        handle, queue = _submit(state, sample, params)
+        handle, queue = _submit(state, sample, params, request.stream)
         cid = completion_id()
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             streaming = True
-            return StreamingResponse(_stream(state, handle, queue, cid, include_usage),
-                                     media_type="text/event-stream", headers={"cache-control": "no-cache"})
+            return StreamingResponse(
+                _stream(state, handle, queue, cid, include_usage),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
         try:
             text, event = await _collect(queue)
         finally:
             handle.cancel()  # no-op once finished; frees the row if this handler was cancelled
-        body = completion_body(cid, state.model_name, text, event.finish_reason, event.prompt_tokens,
-                               event.completion_tokens)
+        body = completion_body(
+            cid, state.model_name, text, event.finish_reason, event.prompt_tokens, event.completion_tokens
+        )
         return JSONResponse(body)
     finally:
         if not streaming:

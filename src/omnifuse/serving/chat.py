@@ -55,13 +55,24 @@ def answer(model, processor, messages: list[dict], out: TextIO, max_new_tokens: 
     inputs = processor.apply_chat_template(messages, add_generation_prompt=True)
     tok = processor.tokenizer
     streamer = _WriterStreamer(tok, out)
-    model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        streamer=streamer,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     return "".join(streamer.pieces).strip()
 
 
-def chat(model_dir: str | Path, prompt: str, media: dict[str, str | None], max_new_tokens: int = 64,
-         out: TextIO | None = None) -> str:
+def chat(
+    model_dir: str | Path,
+    prompt: str,
+    media: dict[str, str | None],
+    max_new_tokens: int = 64,
+    out: TextIO | None = None,
+) -> str:
     """One prompt (with optional media files), the answer streamed to `out` (default: stdout)."""
     messages = build_messages(prompt, media)
     model, processor = load_model_folder(model_dir)
@@ -116,8 +127,13 @@ class ChatSession:
         return True
 
 
-def interactive(model_dir: str | Path, media: dict[str, str | None], max_new_tokens: int = 64,
-                stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+def interactive(
+    model_dir: str | Path,
+    media: dict[str, str | None],
+    max_new_tokens: int = 64,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+) -> int:
     """Run a session over `stdin` until /quit or end of input; returns the number of answers given."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
     first = media_parts(media)
@@ -125,8 +141,9 @@ def interactive(model_dir: str | Path, media: dict[str, str | None], max_new_tok
     session = ChatSession(model, processor, out, max_new_tokens)
     session.pending = first
     if stdin.isatty():
-        out.write(f"omnifuse chat: type a message; /{' PATH, /'.join(processor.specs)} PATH attach media, "
-                  "/reset, /quit\n")
+        out.write(
+            f"omnifuse chat: type a message; /{' PATH, /'.join(processor.specs)} PATH attach media, /reset, /quit\n"
+        )
     for line in stdin:
         if not session.handle(line):
             break

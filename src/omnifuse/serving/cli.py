@@ -21,16 +21,31 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise UsageError(str(err)) from err
     if args.max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, got {args.max_batch}")
-    policy = FetchPolicy(allowed_domains=tuple(args.allowed_media_domains or ()),
-                         allowed_local_path=args.allowed_local_media_path)
+    policy = FetchPolicy(
+        allowed_domains=tuple(args.allowed_media_domains or ()), allowed_local_path=args.allowed_local_media_path
+    )
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="omnifuse serve: %(message)s")
     print(f"omnifuse serve: loading {args.model}", file=sys.stderr)
-    server = OmniServer.from_folder(args.model, host=args.host, port=args.port, max_batch=args.max_batch,
-                                    limits=limits, policy=policy, api_key=args.api_key,
-                                    default_max_tokens=args.default_max_tokens,
-                                    media_cache_items=args.media_cache_items, **_name(args))
-    print(f"omnifuse serve: http://{args.host}:{args.port} (model {server.state.model_name!r}; Ctrl-C drains "
-          "and stops)", file=sys.stderr)
+    server = OmniServer.from_folder(
+        args.model,
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        limits=limits,
+        policy=policy,
+        api_key=args.api_key,
+        default_max_tokens=args.default_max_tokens,
+        media_cache_items=args.media_cache_items,
+        **_name(args),
+    )
+    print(
+        f"omnifuse serve: http://{args.host}:{args.port} (model {server.state.model_name!r}; Ctrl-C drains and stops)",
+        file=sys.stderr,
+    )
     server.run()
 
 
@@ -84,10 +99,15 @@ def register(sub) -> None:
     p.add_argument("--allowed-media-domains", nargs="*", default=[], help="hosts media URLs may come from")
     p.add_argument("--allowed-local-media-path", default=None, help="folder local media paths may come from")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared, busy CPU)")
     defaults = ServerLimits()
     for name, (kind, text) in LIMIT_FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
-                       help=f"{text} (default {getattr(defaults, name)})")
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=getattr(defaults, name),
+            help=f"{text} (default {getattr(defaults, name)})",
+        )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="answer one prompt, streamed; no prompt: an interactive session")

@@ -41,7 +41,10 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass
 class EngineEvent:
-    """What a request's sink receives: text deltas, then one `done` (or `error`) event."""
+    """What a request's sink receives: text deltas (streaming requests), then one `done` (or `error`) event.
+
+    A request submitted with `stream=False` gets no deltas: its `done` event carries the whole text.
+    """
 
     kind: str  # "text" | "done" | "error"
     text: str = ""
@@ -57,6 +60,7 @@ class EngineRequest:
     media: dict[str, list[torch.Tensor]]
     params: SamplingParams
     sink: Callable[[EngineEvent], None]
+    stream: bool = True
     id: int = 0
     submitted: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
@@ -73,8 +77,9 @@ class EngineRequest:
 class Engine:
     """Continuous batching over `model` (an OmniForConditionalGeneration), up to `max_batch` rows."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 16, max_queue: int = 256, media_cache_items: int = 256,
-                 metrics=None) -> None:
+    def __init__(
+        self, model, tokenizer, max_batch: int = 16, max_queue: int = 256, media_cache_items: int = 256, metrics=None
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.max_batch, self.max_queue = max_batch, max_queue
         self.media_cache = EncodedMediaCache(media_cache_items)
@@ -94,9 +99,11 @@ class Engine:
         self._thread.start()
         return self
 
-    def submit(self, input_ids: list[int], media: dict, params: SamplingParams, sink) -> EngineRequest:
+    def submit(
+        self, input_ids: list[int], media: dict, params: SamplingParams, sink, stream: bool = True
+    ) -> EngineRequest:
         """Queue a tokenized prompt; `sink(event)` is called from the engine thread for each event."""
-        request = EngineRequest(list(input_ids), media, params, sink)
+        request = EngineRequest(list(input_ids), media, params, sink, stream)
         with self._wake:
             if not self.accepting:
                 raise EngineUnavailable("the server is shutting down", draining=True)
@@ -166,7 +173,7 @@ class Engine:
     def _admit(self, request: EngineRequest) -> None:
         if request.cancelled:
             return
-        request.text = TextAssembler(self.tokenizer, request.params.stop)
+        request.text = TextAssembler(self.tokenizer, request.params.stop, incremental=request.stream)
         request.generator = request.params.generator()
         cache = DynamicCache(config=self.model.config.text_config)
         embeds = prompt_embeddings(self.model, request.input_ids, request.media, self.media_cache)
@@ -187,10 +194,19 @@ class Engine:
 
     def _decode_step(self) -> None:
         ids, mask, positions = self._batch.step_inputs()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=self._batch.cache, use_cache=True)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self._batch.cache,
+            use_cache=True,
+        )
         logits = out.logits[:, -1]
-        tokens = [next_token(logits[i], r.params, r.generator) for i, r in enumerate(self._rows)]
+        greedy = logits.argmax(dim=-1).tolist()  # one call for every greedy row
+        tokens = [
+            greedy[i] if r.params.temperature <= 0 else next_token(logits[i], r.params, r.generator)
+            for i, r in enumerate(self._rows)
+        ]
         self._batch.advance(mask, torch.tensor(tokens, dtype=torch.long))
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(self._rows))
@@ -212,7 +228,7 @@ class Engine:
             self._finish(request, "stop")
             return False
         delta, stopped = request.text.add(token)
-        if delta:
+        if delta and request.stream:
             request.sink(EngineEvent("text", delta))
         if stopped:
             self._finish(request, "stop")
@@ -224,12 +240,20 @@ class Engine:
         return True
 
     def _finish(self, request: EngineRequest, reason: str | None = None, error: BaseException | None = None) -> None:
-        if error is None:
-            tail = request.text.flush() if request.text else ""
-            if tail:
+        text = ""
+        if error is None and request.text is not None:
+            tail = request.text.flush()
+            if request.stream and tail:
                 request.sink(EngineEvent("text", tail))
-        event = EngineEvent("error" if error else "done", finish_reason=reason, error=error,
-                            prompt_tokens=len(request.input_ids), completion_tokens=request.completion_tokens)
+            text = "" if request.stream else request.text.text
+        event = EngineEvent(
+            "error" if error else "done",
+            text,
+            finish_reason=reason,
+            error=error,
+            prompt_tokens=len(request.input_ids),
+            completion_tokens=request.completion_tokens,
+        )
         if self.metrics is not None:
             self.metrics.observe_finished(request, event)
         request.sink(event)

@@ -24,22 +24,28 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.requests = Counter("omnifuse_requests", "HTTP requests to the API, by status code", ["status"],
-                                registry=reg)
+        self.requests = Counter(
+            "omnifuse_requests", "HTTP requests to the API, by status code", ["status"], registry=reg
+        )
         self.prompt_tokens = Counter("omnifuse_prompt_tokens", "prompt tokens of finished requests", registry=reg)
         self.completion_tokens = Counter("omnifuse_completion_tokens", "generated tokens", registry=reg)
         self.queue_length = Gauge("omnifuse_queue_length", "requests waiting to join the batch", registry=reg)
         self.running = Gauge("omnifuse_running_requests", "requests in the running batch", registry=reg)
-        self.batch_size = Histogram("omnifuse_batch_size", "rows per decoding step", buckets=BATCH_BUCKETS,
-                                    registry=reg)
-        self.latency = Histogram("omnifuse_request_latency_seconds", "submit to last token", buckets=LATENCY_BUCKETS,
-                                 registry=reg)
-        self.first_token = Histogram("omnifuse_time_to_first_token_seconds", "submit to first token",
-                                     buckets=LATENCY_BUCKETS, registry=reg)
-        self.media_cache_hits = Counter("omnifuse_media_cache_hits", "media items served from the encoder cache",
-                                        registry=reg)
-        self.media_cache_misses = Counter("omnifuse_media_cache_misses", "media items run through an encoder",
-                                          registry=reg)
+        self.batch_size = Histogram(
+            "omnifuse_batch_size", "rows per decoding step", buckets=BATCH_BUCKETS, registry=reg
+        )
+        self.latency = Histogram(
+            "omnifuse_request_latency_seconds", "submit to last token", buckets=LATENCY_BUCKETS, registry=reg
+        )
+        self.first_token = Histogram(
+            "omnifuse_time_to_first_token_seconds", "submit to first token", buckets=LATENCY_BUCKETS, registry=reg
+        )
+        self.media_cache_hits = Counter(
+            "omnifuse_media_cache_hits", "media items served from the encoder cache", registry=reg
+        )
+        self.media_cache_misses = Counter(
+            "omnifuse_media_cache_misses", "media items run through an encoder", registry=reg
+        )
 
     def observe_finished(self, request, event) -> None:
         """Record a finished engine request (called from the engine thread)."""

@@ -14,9 +14,13 @@ from omnifuse.serving.protocol import APIError
 
 async def send_error(send, error: APIError, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(error.body()).encode()
-    await send({"type": "http.response.start", "status": error.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -61,8 +65,12 @@ class ApiKeyCheck:
             given = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
             token = given[7:] if given.lower().startswith("bearer ") else ""
             if not hmac.compare_digest(token.encode(), self.key.encode()):
-                error = APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                 type="authentication_error", code="invalid_api_key")
+                error = APIError(
+                    401,
+                    "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                    type="authentication_error",
+                    code="invalid_api_key",
+                )
                 return await send_error(send, error, [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
 

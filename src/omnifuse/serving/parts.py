@@ -38,11 +38,19 @@ class MediaBudget:
         self.items += 1
         self.bytes += size
         if self.items > self.limits.max_media_items:
-            raise APIError(400, f"{param}: more than {self.limits.max_media_items} media items in one request "
-                           "(max_media_items)", param=param, code="too_many_media_items")
+            raise APIError(
+                400,
+                f"{param}: more than {self.limits.max_media_items} media items in one request (max_media_items)",
+                param=param,
+                code="too_many_media_items",
+            )
         if self.bytes > self.limits.max_media_bytes:
-            raise APIError(413, f"{param}: the request's media exceed {self.limits.max_media_bytes} bytes "
-                           "(max_media_bytes)", param=param, code="media_too_large")
+            raise APIError(
+                413,
+                f"{param}: the request's media exceed {self.limits.max_media_bytes} bytes (max_media_bytes)",
+                param=param,
+                code="media_too_large",
+            )
 
 
 def _fail(param: str, message: str, code: str = "invalid_content_part") -> APIError:
@@ -61,8 +69,12 @@ def _base64_audio(value: Any, limits: ServerLimits, param: str) -> bytes:
         raise _fail(param, "input_audio needs {'data': '<base64>', 'format': 'wav'}")
     data = value["data"]
     if len(data) // 4 * 3 > limits.max_item_bytes + 2:  # known before decoding
-        raise APIError(413, f"{param}: about {len(data) // 4 * 3} bytes of audio, over {limits.max_item_bytes} "
-                       "(max_item_bytes)", param=param, code="media_too_large")
+        raise APIError(
+            413,
+            f"{param}: about {len(data) // 4 * 3} bytes of audio, over {limits.max_item_bytes} (max_item_bytes)",
+            param=param,
+            code="media_too_large",
+        )
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as err:
@@ -72,8 +84,9 @@ def _base64_audio(value: Any, limits: ServerLimits, param: str) -> bytes:
 def _medium(part: dict, kind: str, modalities: set[str], policy: FetchPolicy, limits: ServerLimits, param: str):
     name = STANDARD_PARTS.get(kind) or kind.removesuffix("_url")
     if name not in modalities:
-        raise _fail(param, f"this model has no {name} input (its modalities: {sorted(modalities)})",
-                    code="unsupported_modality")
+        raise _fail(
+            param, f"this model has no {name} input (its modalities: {sorted(modalities)})", code="unsupported_modality"
+        )
     if kind == "input_audio":
         return name, _base64_audio(part.get("input_audio"), limits, param)
     value = part.get(kind, part.get(name))
@@ -84,8 +97,9 @@ def _medium(part: dict, kind: str, modalities: set[str], policy: FetchPolicy, li
     return name, data
 
 
-def convert_content(content: Any, modalities: set[str], policy: FetchPolicy, budget: MediaBudget,
-                    param: str) -> list[dict]:
+def convert_content(
+    content: Any, modalities: set[str], policy: FetchPolicy, budget: MediaBudget, param: str
+) -> list[dict]:
     """One message's content (a string or a list of parts) -> processor parts."""
     if content is None:
         return []
@@ -100,8 +114,11 @@ def convert_content(content: Any, modalities: set[str], policy: FetchPolicy, bud
                 raise _fail(where, "a text part needs a string 'text'")
             parts.append({"type": "text", "text": part["text"]})
             continue
-        known = kind in STANDARD_PARTS or kind in modalities or (
-            isinstance(kind, str) and kind.endswith("_url") and kind.removesuffix("_url") in modalities)
+        known = (
+            kind in STANDARD_PARTS
+            or kind in modalities
+            or (isinstance(kind, str) and kind.endswith("_url") and kind.removesuffix("_url") in modalities)
+        )
         if not known:
             types = sorted({"text", *STANDARD_PARTS, *modalities})
             raise _fail(where, f"unknown content part type {kind!r}; accepted: {types}")
@@ -111,12 +128,17 @@ def convert_content(content: Any, modalities: set[str], policy: FetchPolicy, bud
     return parts
 
 
-def convert_messages(messages: list[dict], modalities: set[str], policy: FetchPolicy,
-                     limits: ServerLimits) -> list[dict]:
+def convert_messages(
+    messages: list[dict], modalities: set[str], policy: FetchPolicy, limits: ServerLimits
+) -> list[dict]:
     """All messages of a request -> processor messages; raises APIError naming the bad part."""
     if len(messages) > limits.max_messages:
-        raise APIError(400, f"messages: {len(messages)} messages, over {limits.max_messages} (max_messages)",
-                       param="messages", code="too_many_messages")
+        raise APIError(
+            400,
+            f"messages: {len(messages)} messages, over {limits.max_messages} (max_messages)",
+            param="messages",
+            code="too_many_messages",
+        )
     budget = MediaBudget(limits)
     out = []
     for i, message in enumerate(messages):

@@ -41,17 +41,36 @@ class _DrainingServer(uvicorn.Server):
 class OmniServer:
     """An engine + the FastAPI app + a uvicorn server, with a graceful `shutdown()`."""
 
-    def __init__(self, model, processor, model_name: str, host: str = "127.0.0.1", port: int = 8000,
-                 max_batch: int = 16, limits: ServerLimits | None = None, policy: FetchPolicy | None = None,
-                 api_key: str | None = None, default_max_tokens: int = 256, media_cache_items: int = 256,
-                 grace_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        model,
+        processor,
+        model_name: str,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        max_batch: int = 16,
+        limits: ServerLimits | None = None,
+        policy: FetchPolicy | None = None,
+        api_key: str | None = None,
+        default_max_tokens: int = 256,
+        media_cache_items: int = 256,
+        grace_seconds: float = 30.0,
+    ) -> None:
         limits = limits or ServerLimits()
         processor.limits = limits.media_limits()
         metrics = ServingMetrics()
-        engine = Engine(model, processor.tokenizer, max_batch=max_batch, media_cache_items=media_cache_items,
-                        metrics=metrics)
-        self.state = ServingState(engine, processor, model_name, limits, policy or FetchPolicy(), metrics,
-                                  default_max_tokens=default_max_tokens)
+        engine = Engine(
+            model, processor.tokenizer, max_batch=max_batch, media_cache_items=media_cache_items, metrics=metrics
+        )
+        self.state = ServingState(
+            engine,
+            processor,
+            model_name,
+            limits,
+            policy or FetchPolicy(),
+            metrics,
+            default_max_tokens=default_max_tokens,
+        )
         self.app = create_app(self.state, api_key=api_key)
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
         self.server = _DrainingServer(config)

@@ -11,8 +11,10 @@ from __future__ import annotations
 class TextAssembler:
     """Accumulates a request's tokens and says what new text may be shown, and whether a stop string hit."""
 
-    def __init__(self, tokenizer, stop: tuple[str, ...] = ()) -> None:
+    def __init__(self, tokenizer, stop: tuple[str, ...] = (), incremental: bool = True) -> None:
         self.tokenizer = tokenizer
+        # Without streaming or stop strings nothing needs the text before the end: decode once, then.
+        self.incremental = incremental or bool(stop)
         self.stop = tuple(s for s in stop if s)
         self.tokens: list[int] = []
         self.shown = 0  # characters already handed out
@@ -32,6 +34,8 @@ class TextAssembler:
     def add(self, token: int) -> tuple[str, bool]:
         """Add one token; returns (text safe to show now, whether a stop string ended the answer)."""
         self.tokens.append(token)
+        if not self.incremental:
+            return "", False
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         if text.endswith("\ufffd"):
             return "", False  # an incomplete multi-byte character: wait for the next token
@@ -49,6 +53,8 @@ class TextAssembler:
 
     def flush(self) -> str:
         """Whatever is left to show (at the end of the answer)."""
+        if not self.incremental:
+            self.text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         delta = self.text[self.shown :]
         self.shown = len(self.text)
         return delta
