@@ -31,7 +31,8 @@ from omnifuse import OmniForConditionalGeneration, OmniProcessor
 from omnifuse.modeling.presets import tiny_text_config, tiny_vision_config
 from omnifuse.processing.tokenizer import build_bpe_tokenizer
 
-WORDS = tuple(["what", "color", "is", "the", "circle", "square", "triangle", "red", "blue", "green", "yellow", "describe", "the", "picture", "in", "one", "word"])
+SENTENCE = "what color is the circle square triangle red blue green yellow describe the picture in one word"
+WORDS = SENTENCE.split(" ")
 
 
 def small_model(hidden: int, layers: int):
