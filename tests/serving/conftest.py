@@ -104,3 +104,12 @@ def served(loaded):
     server, url = start_server(loaded)
     yield SimpleNamespace(url=url, server=server)
     server.shutdown()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models decode fastest on one thread; on a busy shared CPU, two spin-wait each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -163,8 +163,8 @@ def test_running_batch_left_pads_and_trims():
         return c
 
     batch = RunningBatch()
-    batch.add(cache(3, 1.0), last_token=5)
-    batch.add(cache(5, 2.0), last_token=6)
+    batch.add(cache(3, 1.0), torch.ones((1, 3), dtype=torch.long), [5])
+    batch.add(cache(5, 2.0), torch.ones((1, 5), dtype=torch.long), [6])
     ids, mask, positions = batch.step_inputs()
     assert ids.tolist() == [[5], [6]] and positions.tolist() == [[3], [5]]
     assert mask.tolist() == [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]

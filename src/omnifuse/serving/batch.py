@@ -5,7 +5,7 @@ next position is its count of real tokens, so a row decodes exactly as it would 
 
 Example:
     >>> batch = RunningBatch()
-    >>> batch.add(cache, last_token=7)          # a prefilled request joins
+    >>> batch.add(cache, mask, last_tokens=[7])   # prefilled requests join
     >>> ids, mask, positions = batch.step_inputs()
 """
 
@@ -22,6 +22,10 @@ def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
         return tensor
     pad = tensor.new_zeros((*tensor.shape[:-2], missing, tensor.shape[-1]))
     return torch.cat([pad, tensor], dim=-2)
+
+
+def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.cat([mask.new_zeros((mask.shape[0], width - mask.shape[1])), mask], dim=1)
 
 
 def _cache_tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -43,22 +47,19 @@ class RunningBatch:
     def width(self) -> int:
         return int(self.mask.shape[1])
 
-    def add(self, cache: DynamicCache, last_token: int) -> None:
-        """Append one prefilled row (its cache holds the prompt; `last_token` is not yet in it)."""
-        length = cache.get_seq_length()
+    def add(self, cache: DynamicCache, mask: torch.Tensor, last_tokens: list[int]) -> None:
+        """Append prefilled rows: their cache, its attention mask (N, length) and each row's sampled token
+        (not yet in the cache)."""
+        tokens = torch.tensor(last_tokens, dtype=torch.long)
         if self.cache is None or len(self) == 0:
-            self.cache = cache
-            self.mask = torch.ones((1, length), dtype=torch.long)
-            self.last_tokens = torch.tensor([last_token])
+            self.cache, self.mask, self.last_tokens = cache, mask, tokens
             return
-        width = max(self.width, length)
+        width = max(self.width, mask.shape[1])
         for layer, (keys, values) in zip(self.cache.layers, _cache_tensors(cache)):
             layer.keys = torch.cat([_left_pad(layer.keys, width), _left_pad(keys, width)], dim=0)
             layer.values = torch.cat([_left_pad(layer.values, width), _left_pad(values, width)], dim=0)
-        old = torch.cat([torch.zeros((len(self), width - self.width), dtype=torch.long), self.mask], dim=1)
-        new = (torch.arange(width) >= width - length).long()[None]
-        self.mask = torch.cat([old, new], dim=0)
-        self.last_tokens = torch.cat([self.last_tokens, torch.tensor([last_token])])
+        self.mask = torch.cat([_left_pad_mask(self.mask, width), _left_pad_mask(mask, width)], dim=0)
+        self.last_tokens = torch.cat([self.last_tokens, tokens])
 
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """input_ids (B, 1), attention mask (B, width + 1) and position ids (B, 1) of the next step."""

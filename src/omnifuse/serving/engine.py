@@ -150,47 +150,85 @@ class Engine:
                         return
                     free = self.max_batch - len(self._rows)
                     admitted = [self._pending.popleft() for _ in range(min(free, len(self._pending)))]
-                for request in admitted:
-                    self._guarded(self._admit, request)
+                if admitted:
+                    self._admit(admitted)
                 if self._rows:
-                    self._guarded(self._decode_step, None)
+                    self._guarded_decode()
                 if self.metrics is not None:
                     self.metrics.queue_length.set(len(self._pending))
                     self.metrics.running.set(len(self._rows))
 
-    def _guarded(self, step, request: EngineRequest | None) -> None:
+    def _guarded_decode(self) -> None:
         try:
-            step(request) if request is not None else step()
-        except Exception as err:  # noqa: BLE001 - one bad request must not stop the engine
-            if request is not None:
-                if not isinstance(err, OmnifuseInputError | ValueError):
-                    log.exception("prefill failed")
-                self._finish(request, error=err)
-                return
+            self._decode_step()
+        except Exception as err:  # noqa: BLE001 - a failed step fails its rows, not the engine
             log.exception("decode step failed; failing the running batch")
             self._fail_running(err)
 
-    def _admit(self, request: EngineRequest) -> None:
-        if request.cancelled:
+    def _admit(self, requests: list[EngineRequest]) -> None:
+        """Prefill the newly admitted requests, then add them to the running batch.
+
+        Prompts of equal length are prefilled together; unequal ones are not padded against each other,
+        since padded prefill can move logits by rounding and so change a greedy answer.
+        """
+        ready = []
+        for request in requests:
+            if request.cancelled:
+                self._finish(request, "cancelled")
+                continue
+            try:
+                ready.append(
+                    (request, prompt_embeddings(self.model, request.input_ids, request.media, self.media_cache))
+                )
+            except Exception as err:  # noqa: BLE001 - a bad medium fails its own request only
+                if not isinstance(err, OmnifuseInputError | ValueError):
+                    log.exception("encoding a prompt failed")
+                self._finish(request, error=err)
+            request.media = {}  # encoded (or failed): the tensors are no longer needed
+        by_length: dict[int, list] = {}
+        for request, embeds in ready:
+            by_length.setdefault(embeds.shape[1], []).append((request, embeds))
+        for group in by_length.values():
+            self._prefill_group(group)
+
+    def _prefill_group(self, ready: list[tuple[EngineRequest, torch.Tensor]]) -> None:
+        try:
+            out, mask = self._prefill([embeds for _, embeds in ready])
+        except Exception as err:  # noqa: BLE001
+            log.exception("prefill failed")
+            for request, _ in ready:
+                self._finish(request, error=err)
             return
-        request.text = TextAssembler(self.tokenizer, request.params.stop, incremental=request.stream)
-        request.generator = request.params.generator()
-        cache = DynamicCache(config=self.model.config.text_config)
-        embeds = prompt_embeddings(self.model, request.input_ids, request.media, self.media_cache)
-        length = embeds.shape[1]
+        logits = out.logits[:, -1]
+        tokens = []
+        for i, (request, _) in enumerate(ready):
+            request.text = TextAssembler(self.tokenizer, request.params.stop, incremental=request.stream)
+            request.generator = request.params.generator()
+            tokens.append(next_token(logits[i], request.params, request.generator))
+        start = len(self._rows)
+        self._batch.add(out.past_key_values, mask, tokens)
+        self._rows += [request for request, _ in ready]
+        keep = [i for i, r in enumerate(self._rows) if i < start or self._accept_token(r, tokens[i - start])]
+        self._batch.keep(keep)
+        self._rows = [self._rows[i] for i in keep]
+
+    def _prefill(self, embeds: list[torch.Tensor]):
+        """One forward over left-padded prompt embeddings; returns the output and the attention mask."""
+        width = max(e.shape[1] for e in embeds)
+        batch = embeds[0].new_zeros((len(embeds), width, embeds[0].shape[-1]))
+        mask = torch.zeros((len(embeds), width), dtype=torch.long)
+        for i, e in enumerate(embeds):
+            batch[i, width - e.shape[1] :] = e[0]
+            mask[i, width - e.shape[1] :] = 1
         out = self.model(
-            inputs_embeds=embeds,
-            attention_mask=torch.ones((1, length), dtype=torch.long),
-            position_ids=torch.arange(length)[None],
-            past_key_values=cache,
+            inputs_embeds=batch,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            past_key_values=DynamicCache(config=self.model.config.text_config),
             use_cache=True,
             logits_to_keep=1,
         )
-        request.media = {}  # encoded: the tensors are no longer needed
-        token = next_token(out.logits[0, -1], request.params, request.generator)
-        if self._accept_token(request, token):
-            self._batch.add(out.past_key_values, token)
-            self._rows.append(request)
+        return out, mask
 
     def _decode_step(self) -> None:
         ids, mask, positions = self._batch.step_inputs()
