@@ -14,6 +14,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import torch
@@ -75,6 +77,8 @@ def timed_post(client: httpx.Client, url: str, body: dict) -> tuple[float, int, 
     response = client.post(f"{url}/v1/chat/completions", json=body)
     elapsed = time.perf_counter() - start
     tokens = response.json()["usage"]["completion_tokens"] if response.status_code == 200 else 0
+    if response.status_code != 200:
+        print(f"bench serve: HTTP {response.status_code}: {response.text[:300]}", file=sys.stderr)
     return elapsed, tokens, response.status_code
 
 
@@ -123,7 +127,8 @@ def start_server(folder: str, threads: int, max_batch: int, *extra: str) -> tupl
         str(max_batch),
         *extra,
     ]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(folder, "server.log"), "w")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(command, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -144,11 +149,41 @@ def stop_server(process: subprocess.Popen) -> None:
         process.kill()
 
 
+def measure(url: str, bodies: list[dict], clients: int, rounds: int) -> dict:
+    """Alternate one-at-a-time and concurrent runs `rounds` times (the shared CPU's speed drifts)."""
+    ratios, lone, concurrent, rates, errors = [], [], [], {"alone": [], "together": []}, 0
+    for index in range(rounds):
+        print(f"bench serve: round {index + 1}/{rounds}: one at a time, then {clients} clients", file=sys.stderr)
+        alone = run(url, bodies, 1)
+        together = run(url, bodies, clients)
+        rates["alone"].append(alone["tokens"] / alone["wall"])
+        rates["together"].append(together["tokens"] / together["wall"])
+        ratios.append(rates["together"][-1] / rates["alone"][-1])
+        lone += alone["latencies"]
+        concurrent += together["latencies"]
+        errors += alone["errors"] + together["errors"]
+    lone_s = statistics.median(lone)
+    concurrent.sort()
+    p99 = percentile(concurrent, 0.99)
+    return {
+        "ratio": round(statistics.median(ratios), 2),
+        "ratios": [round(r, 2) for r in ratios],
+        "tokens_per_s_concurrent": round(statistics.median(rates["together"]), 1),
+        "tokens_per_s_one_at_a_time": round(statistics.median(rates["alone"]), 1),
+        "lone_latency_s": round(lone_s, 3),
+        "p50_s": round(percentile(concurrent, 0.5), 3),
+        "p99_s": round(p99, 3),
+        "p99_over_lone": round(p99 / lone_s, 2),
+        "errors": errors,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, oversubscribed CPU)")
@@ -161,30 +196,15 @@ def main() -> None:
     bodies = requests_for(args.requests, args.max_tokens)
     try:
         run(url, bodies[:2], 1)  # warm-up
-        print(f"bench serve: {len(bodies)} requests one at a time ...", file=sys.stderr)
-        alone = run(url, bodies, 1)
-        print(f"bench serve: the same with {args.clients} concurrent clients ...", file=sys.stderr)
-        together = run(url, bodies, args.clients)
+        figures = measure(url, bodies, args.clients, args.rounds)
     finally:
         stop_server(server)
+        errors = (Path(folder) / "server.log").read_text()
         shutil.rmtree(folder, ignore_errors=True)
-    lone = statistics.median(alone["latencies"])
-    result = {
-        "task": "bench-serve",
-        "clients": args.clients,
-        "requests": len(bodies),
-        "max_tokens": args.max_tokens,
-        "threads": args.threads,
-        "ratio": round((together["tokens"] / together["wall"]) / (alone["tokens"] / alone["wall"]), 2),
-        "tokens_per_s_concurrent": round(together["tokens"] / together["wall"], 1),
-        "tokens_per_s_one_at_a_time": round(alone["tokens"] / alone["wall"], 1),
-        "lone_latency_s": round(lone, 3),
-        "p50_s": round(percentile(together["latencies"], 0.5), 3),
-        "p99_s": round(percentile(together["latencies"], 0.99), 3),
-        "p99_over_lone": round(percentile(together["latencies"], 0.99) / lone, 2),
-        "errors": alone["errors"] + together["errors"],
-    }
-    print(json.dumps(result))
+    if "Traceback" in errors:
+        print(errors[-3000:], file=sys.stderr)
+    head = {"task": "bench-serve", "clients": args.clients, "requests": len(bodies), "max_tokens": args.max_tokens}
+    print(json.dumps({**head, "threads": args.threads, **figures}))
 
 
 if __name__ == "__main__":
