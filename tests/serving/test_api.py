@@ -134,6 +134,7 @@ def test_metrics_report_requests_tokens_and_batches(client, served):
         "omnifuse_batch_size_bucket",
         "omnifuse_request_latency_seconds_bucket",
         "omnifuse_time_to_first_token_seconds_bucket",
+        "omnifuse_media_cache_misses_total",
     ):
         assert name in text, name
 
@@ -141,3 +142,15 @@ def test_metrics_report_requests_tokens_and_batches(client, served):
 def test_web_page_is_served(served):
     page = httpx.get(f"{served.url}/")
     assert page.status_code == 200 and "omnifuse chat" in page.text and "/v1/chat/completions" in page.text
+
+
+def test_concurrent_requests_with_typed_placeholders_stay_text(client, loaded):
+    """transformers flips a tokenizer flag to keep a typed "<image>" as text; requests encoded at the same
+    time must not see each other's setting (a typed placeholder would become a media slot)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = ["what is <image> here? <audio>", "red blue green", "<video> and <image>", "describe it"] * 4
+    expected = {p: prompt_length(loaded, p) for p in set(prompts)}
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda p: ask(client, p, max_tokens=2), prompts))
+    assert [r.usage.prompt_tokens for r in replies] == [expected[p] for p in prompts]

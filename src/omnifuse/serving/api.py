@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -54,6 +55,8 @@ class ServingState:
     created: int = field(default_factory=lambda: int(time.time()))
     draining: bool = False
     inflight: int = 0
+    # transformers' fast tokenizers flip a backend flag while encoding: one encoder at a time.
+    encode_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def error_for_event(event: EngineEvent) -> APIError:
@@ -70,7 +73,8 @@ def prepare_prompt(state: ServingState, request: ChatCompletionRequest):
     raw = [m.model_dump(exclude_none=True) for m in request.messages]
     messages = convert_messages(raw, set(state.processor.specs), state.policy, state.limits)
     try:
-        return state.processor.encode_conversation(messages, add_generation_prompt=True)
+        with state.encode_lock:
+            return state.processor.encode_conversation(messages, add_generation_prompt=True)
     except (OmnifuseInputError, ValueError) as err:
         raise APIError(400, " ".join(str(err).split()), param="messages", code="invalid_media") from err
 

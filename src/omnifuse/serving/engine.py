@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import threading
@@ -80,9 +81,11 @@ class Engine:
     def __init__(
         self, model, tokenizer, max_batch: int = 16, max_queue: int = 256, media_cache_items: int = 256, metrics=None
     ) -> None:
-        self.model, self.tokenizer = model, tokenizer
+        # A private copy: transformers flips flags on a tokenizer while encoding, so sharing one with the
+        # request threads could make a decode here fail ("Already borrowed") mid-batch.
+        self.model, self.tokenizer = model, copy.deepcopy(tokenizer)
         self.max_batch, self.max_queue = max_batch, max_queue
-        self.media_cache = EncodedMediaCache(media_cache_items)
+        self.media_cache = EncodedMediaCache(media_cache_items, metrics)
         self.metrics = metrics
         self.max_positions = _max_positions(model.config.text_config)
         self._pending: deque[EngineRequest] = deque()

@@ -31,8 +31,8 @@ def content_hash(name: str, values: torch.Tensor, mask: torch.Tensor | None) -> 
 class EncodedMediaCache:
     """LRU map content hash -> projected features `(tokens, hidden)`, bounded by item count."""
 
-    def __init__(self, max_items: int = 256) -> None:
-        self.max_items = max_items
+    def __init__(self, max_items: int = 256, metrics=None) -> None:
+        self.max_items, self.metrics = max_items, metrics
         self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -51,8 +51,12 @@ class EncodedMediaCache:
             if cached is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
+                if self.metrics is not None:
+                    self.metrics.media_cache_hits.inc()
                 return cached
         features = model.encode_media(name, values, mask)
+        if self.metrics is not None:
+            self.metrics.media_cache_misses.inc()
         with self._lock:
             self.misses += 1
             self._items[key] = features
