@@ -154,3 +154,32 @@ def test_concurrent_requests_with_typed_placeholders_stay_text(client, loaded):
     with ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(lambda p: ask(client, p, max_tokens=2), prompts))
     assert [r.usage.prompt_tokens for r in replies] == [expected[p] for p in prompts]
+
+
+def test_a_client_that_goes_away_frees_its_row(served, monkeypatch):
+    import time
+
+    engine, handles = served.server.engine, []
+    submit = engine.submit
+    monkeypatch.setattr(engine, "submit", lambda *a, **k: handles.append(submit(*a, **k)) or handles[-1])
+    payload = {
+        "model": "tiny",
+        "max_tokens": 400,
+        "temperature": 0,
+        "stream": True,
+        "messages": [{"role": "user", "content": "red"}],
+    }
+    with httpx.stream("POST", f"{served.url}/v1/chat/completions", json=payload, timeout=60) as response:
+        next(response.iter_lines())  # the first chunk: the request is decoding
+    deadline = time.monotonic() + 20
+    while not served.server.engine.idle():
+        assert time.monotonic() < deadline, "the abandoned request kept decoding"
+        time.sleep(0.01)
+    assert served.server.state.inflight == 0
+    assert handles[0].cancelled and handles[0].completion_tokens < 400
+
+
+def test_the_server_keeps_the_callers_processor_limits(loaded, served):
+    from omnifuse.processing.media import MediaLimits
+
+    assert loaded[1].limits == MediaLimits()  # untouched by the servers' own limits

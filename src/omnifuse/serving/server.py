@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -57,6 +58,7 @@ class OmniServer:
         grace_seconds: float = 30.0,
     ) -> None:
         limits = limits or ServerLimits()
+        processor = copy.copy(processor)  # the server's own limits, without changing the caller's processor
         processor.limits = limits.media_limits()
         metrics = ServingMetrics()
         engine = Engine(
