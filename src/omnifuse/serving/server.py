@@ -119,7 +119,7 @@ class OmniServer:
         deadline = time.monotonic() + self.grace_seconds
         while (self.state.inflight > 0 or not self.engine.idle()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        log.warning("omnifuse serve: drained (%d requests still in flight), stopping", self.state.inflight)
+        log.warning("drained (%d requests still in flight), stopping", self.state.inflight)
         self.server.should_exit = True
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(15)
