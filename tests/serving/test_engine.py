@@ -171,3 +171,19 @@ def test_running_batch_left_pads_and_trims():
     assert batch.cache.layers[0].keys[0, 0, :2].abs().sum() == 0  # the padding
     batch.keep([0])
     assert batch.mask.tolist() == [[1, 1, 1]] and batch.cache.layers[0].keys.shape[2] == 3
+
+
+def test_a_failing_step_fails_its_rows_and_the_engine_goes_on(engine, loaded, monkeypatch):
+    _, processor = loaded
+    real_step = engine._decode_step
+
+    def broken_once():
+        monkeypatch.setattr(engine, "_decode_step", real_step)
+        raise RuntimeError("simulated kernel failure")
+
+    monkeypatch.setattr(engine, "_decode_step", broken_once)
+    failed = run(engine, encode(processor, "red"), max_tokens=5)
+    assert failed.done.wait(30) and failed.events[-1].kind == "error"
+    assert "simulated" in str(failed.events[-1].error)
+    after = run(engine, encode(processor, "red"), max_tokens=5)
+    assert after.done.wait(30) and after.events[-1].kind == "done"

@@ -153,19 +153,23 @@ class Engine:
                         return
                     free = self.max_batch - len(self._rows)
                     admitted = [self._pending.popleft() for _ in range(min(free, len(self._pending)))]
-                if admitted:
-                    self._admit(admitted)
-                if self._rows:
-                    self._guarded_decode()
+                self._step(admitted)
                 if self.metrics is not None:
                     self.metrics.queue_length.set(len(self._pending))
                     self.metrics.running.set(len(self._rows))
 
-    def _guarded_decode(self) -> None:
+    def _step(self, admitted: list[EngineRequest]) -> None:
+        """Admit, then decode one token for every row; a failure fails those rows, never the engine thread."""
         try:
-            self._decode_step()
-        except Exception as err:  # noqa: BLE001 - a failed step fails its rows, not the engine
-            log.exception("decode step failed; failing the running batch")
+            if admitted:
+                self._admit(admitted)
+            if self._rows:
+                self._decode_step()
+        except Exception as err:  # noqa: BLE001
+            log.exception("engine step failed; failing the running batch")
+            for request in admitted:
+                if request not in self._rows:
+                    self._finish(request, error=err)  # a second terminal event is ignored by its reader
             self._fail_running(err)
 
     def _admit(self, requests: list[EngineRequest]) -> None:
