@@ -99,6 +99,14 @@ def test_streaming_matches_the_plain_answer(client):
     assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
 
 
+def test_max_completion_tokens_bounds_the_answer(client):
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "red"}], max_completion_tokens=3, temperature=0
+    )
+    assert reply.usage.completion_tokens <= 3
+    assert reply.choices[0].finish_reason == ("length" if reply.usage.completion_tokens == 3 else "stop")
+
+
 def test_seeded_sampling_repeats_and_stop_strings_cut(client):
     first = ask(client, "red blue green", temperature=1.0, top_p=0.9, seed=7, max_tokens=8)
     again = ask(client, "red blue green", temperature=1.0, top_p=0.9, seed=7, max_tokens=8)

@@ -60,6 +60,7 @@ def test_image_and_audio_chat_in_headless_chromium(browser, served, tmp_path, me
     audio.write_bytes(media.wav())
     browser.get(f"{served.url}/")
     assert browser.title == "omnifuse chat"
+    assert browser.find_element(By.ID, "record").is_displayed()  # 127.0.0.1 is a secure context: the mic is offered
     browser.find_element(By.ID, "image").send_keys(str(image))
     browser.find_element(By.ID, "prompt").send_keys("what color is the circle?")
     browser.find_element(By.ID, "send").click()
@@ -78,3 +79,4 @@ def test_image_and_audio_chat_in_headless_chromium(browser, served, tmp_path, me
     second = finished_turns(browser)[1]
     assert "assistant" in second.get_attribute("class"), second.text  # not an error turn
     assert browser.find_elements(By.CSS_SELECTOR, ".turn.error") == []
+    assert "[audio: tone.wav]" in browser.find_elements(By.CSS_SELECTOR, ".turn.user")[1].text
