@@ -22,6 +22,8 @@ from omnifuse.modeling.tokens import mask_input_name, modality_input_name
 from omnifuse.processing.chat import IGNORE_INDEX, render_segments, tokenize_segments
 from omnifuse.processing.media import MediaError, MediaLimits
 from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia, part_source
+from omnifuse.safety.limits import check_messages, check_prompt_tokens, max_positions_of
+from omnifuse.safety.model_files import media_limits_from_json, positions_in_folder
 
 PROCESSOR_FILE = "omnifuse_processor.json"
 
@@ -42,6 +44,7 @@ class OmniProcessor:
         self.tokenizer = tokenizer
         self.config = OmniConfig(text_config={"model_type": "llama"}, modalities=modalities)
         self.limits = limits or MediaLimits()
+        self.max_positions: int | None = None  # the language model's positions: prompts longer are refused
         self.items = {}
         for name, spec in self.config.modality_specs().items():
             placeholder_id = tokenizer.convert_tokens_to_ids(spec.placeholder)
@@ -54,7 +57,9 @@ class OmniProcessor:
 
     @classmethod
     def from_model_config(cls, config: OmniConfig, tokenizer, **kwargs) -> OmniProcessor:
-        return cls(tokenizer, config.modalities, **kwargs)
+        processor = cls(tokenizer, config.modalities, **kwargs)
+        processor.max_positions = max_positions_of(config.text_config)
+        return processor
 
     @property
     def specs(self) -> dict[str, ModalitySpec]:
@@ -63,6 +68,7 @@ class OmniProcessor:
     # -- encoding --
     def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False) -> EncodedSample:
         """Tokenize one conversation, expanding each placeholder to its item's exact token count."""
+        check_messages(messages, self.limits.max_text_chars)
         segments, parts = render_segments(self.tokenizer, messages, add_generation_prompt)
         ids, labels = tokenize_segments(self.tokenizer, segments)
         encoded = [self._encode_part(p.kind, p.part, p.item) for p in parts]
@@ -152,6 +158,8 @@ class OmniProcessor:
         if return_tensors not in ("pt", None):
             raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}")
         samples = [self.encode_conversation(c, add_generation_prompt) for c in batch]
+        for sample in samples:
+            check_prompt_tokens(len(sample.input_ids), self.max_positions)
         out = self.collate(samples, padding_side=padding_side, with_labels=return_labels)
         return out if return_dict else out["input_ids"]
 
@@ -205,4 +213,6 @@ class OmniProcessor:
             raise FileNotFoundError(f"{path} not found: save the processor with OmniProcessor.save_pretrained")
         state = json.loads(path.read_text())
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        return cls(tokenizer, state["modalities"], limits=MediaLimits(**state.get("limits", {})))
+        processor = cls(tokenizer, state["modalities"], limits=media_limits_from_json(state.get("limits"), str(path)))
+        processor.max_positions = positions_in_folder(folder)
+        return processor

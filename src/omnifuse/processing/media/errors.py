@@ -45,6 +45,7 @@ class MediaLimits:
     max_video_seconds: float = 600.0
     max_video_frames: int = 64  # frames kept after sampling
     max_decoded_frames: int = 10_000  # frames read while decoding
+    max_text_chars: int = 1_000_000  # characters of prompt text, checked before tokenizing
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

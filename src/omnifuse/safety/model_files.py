@@ -1,0 +1,71 @@
+"""Checks on what a model folder or recipe asks for before omnifuse acts on it: limits files, model sizes.
+
+Example:
+    >>> media_limits_from_json({"max_pixels": 1_000_000}, "omnifuse_processor.json").max_pixels
+    1000000
+    >>> media_limits_from_json({"max_pixels": -1}, "omnifuse_processor.json")
+    Traceback (most recent call last):
+    ...
+    omnifuse.errors.FolderError: omnifuse_processor.json: limits.max_pixels must be a number in (0, 1073741824], got -1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from omnifuse.errors import FolderError
+from omnifuse.processing.media.errors import MediaLimits
+from omnifuse.safety.limits import max_positions_of
+
+# Upper ends of what a limits file may raise a bound to: past these a "limit" protects nothing.
+LIMIT_CEILINGS: dict[str, float] = {
+    "max_bytes": 2**32,
+    "max_pixels": 2**30,
+    "max_audio_seconds": 86_400,
+    "max_video_seconds": 86_400,
+    "max_video_frames": 10_000,
+    "max_decoded_frames": 1_000_000,
+    "max_text_chars": 100_000_000,
+}
+
+
+def media_limits_from_json(raw: Any, source: str) -> MediaLimits:
+    """MediaLimits from a processor file's `limits` mapping; a bad, negative or absurd value is a FolderError."""
+    if raw is None:
+        return MediaLimits()
+    if not isinstance(raw, dict):
+        raise FolderError(f"{source}: limits must be a mapping of name to number, got {type(raw).__name__}")
+    known = {f.name for f in fields(MediaLimits)}
+    for name, value in raw.items():
+        if name not in known:
+            raise FolderError(f"{source}: unknown limit {name!r}; known: {', '.join(sorted(known))}")
+        ceiling = LIMIT_CEILINGS[name]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or not 0 < value <= ceiling:
+            raise FolderError(f"{source}: limits.{name} must be a number in (0, {ceiling:g}], got {value!r:.40}")
+    return MediaLimits(**raw)
+
+
+def positions_in_folder(folder: str | Path) -> int | None:
+    """The language model's positions per the folder's config.json (None: no config or no stated limit)."""
+    path = Path(folder) / "config.json"
+    try:
+        text_config = json.loads(path.read_text()).get("text_config") or {}
+    except (OSError, ValueError, AttributeError):
+        return None  # loading the model itself reports a broken config with its own error
+    return max_positions_of(text_config)
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+__all__ = ["LIMIT_CEILINGS", "media_limits_from_json", "physical_memory_bytes", "positions_in_folder"]
