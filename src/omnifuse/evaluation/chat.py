@@ -7,6 +7,7 @@ from pathlib import Path
 from transformers import TextStreamer
 
 from omnifuse.evaluation.dataset import load_model_folder
+from omnifuse.safety.limits import check_count
 
 
 def build_messages(prompt: str, media: dict[str, str | None]) -> list[dict]:
@@ -20,6 +21,7 @@ def build_messages(prompt: str, media: dict[str, str | None]) -> list[dict]:
 
 
 def chat(model_dir: str | Path, prompt: str, media: dict[str, str | None], max_new_tokens: int = 64) -> str:
+    check_count("max_new_tokens (--max-new-tokens)", max_new_tokens)
     model, processor = load_model_folder(model_dir)
     inputs = processor.apply_chat_template(build_messages(prompt, media), add_generation_prompt=True)
     tok = processor.tokenizer

@@ -115,6 +115,12 @@ def check_count(name: str, value: int | None, *, allow_none: bool = False) -> No
         raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_eval_arguments(batch_size: int, limit: int | None) -> None:
+    """`omnifuse eval`'s counts: a batch size of at least 1, and no limit or a limit of at least 1."""
+    check_count("batch_size (--batch-size)", batch_size)
+    check_count("limit (--limit)", limit, allow_none=True)
+
+
 def max_record_bytes() -> int:
     """Bytes one dataset record may take ($OMNIFUSE_MAX_RECORD_BYTES, default 16 MiB)."""
     raw = os.environ.get(RECORD_BYTES_ENV, "")
@@ -155,6 +161,7 @@ __all__ = [
     "InputLimitError",
     "bounded_lines",
     "check_count",
+    "check_eval_arguments",
     "check_messages",
     "check_prompt_tokens",
     "max_positions_of",
