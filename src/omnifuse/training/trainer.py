@@ -112,7 +112,7 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
         for stale in ckpt.remove_partial(root):
             log(f"removed an interrupted checkpoint save: {stale}")
     accelerator.wait_for_everyone()
-    latest = ckpt.latest_checkpoint(root)
+    latest = ckpt.latest_intact_checkpoint(root, warn=lambda text: log(text, accelerator.is_main_process))
     train_set, eval_set = load_datasets(recipe.data)
     if latest is not None:
         model, processor, state = resume_model(recipe, accelerator, latest, len(train_set))
@@ -188,7 +188,7 @@ def run_stage(run: Run, model: OmniForConditionalGeneration, index: int) -> Omni
     sr = prepare_stage(run, trainable, index)
     if resuming:
         ckpt.load_training_states(run.accelerator, run.resume_from, sr.model, sr.optimizer, sr.scheduler)
-        if not ckpt.restore_rng_states(run.resume_from / f"rng-{run.accelerator.process_index}.pt"):
+        if not ckpt.restore_rng_states(ckpt.rng_file(run.resume_from, run.accelerator.process_index)):
             set_seed(run.recipe.seed + state.global_step + run.accelerator.process_index)
         run.resume_from = None
     run.monitor.start_stage(title, sr.plan.total_steps, state.stage_step)
