@@ -66,7 +66,7 @@ def cmd_export(args: argparse.Namespace) -> dict:
 
     if args.format != "llava":
         raise UsageError(f"unsupported export format {args.format!r}; supported: llava")
-    return {"task": "export", "format": "llava", **export_llava(args.model, args.out)}
+    return {"task": "export", "format": "llava", **export_llava(args.model, args.out, overwrite=args.overwrite)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its files are replaced)")
     p.set_defaults(func=cmd_export)
     return parser
 

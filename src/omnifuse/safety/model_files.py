@@ -60,6 +60,31 @@ def positions_in_folder(folder: str | Path) -> int | None:
     return max_positions_of(text_config)
 
 
+def check_model_folder_files(folder: str | Path, what: str = "--model", need_processor: bool = True) -> None:
+    """Refuse a model folder that lacks its config, weights, processor or tokenizer, before loading any of it.
+
+    A LoRA adapter folder (adapter_config.json, no config.json) is checked for its adapter weights instead.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FolderError(f"{what} {folder}: no such folder")
+    adapter = (folder / "adapter_config.json").exists() and not (folder / "config.json").exists()
+    needs = {
+        "a config (config.json)": ["config.json"] if not adapter else ["adapter_config.json"],
+        "weights (*.safetensors)": ["model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"],
+        "a processor (omnifuse_processor.json)": ["omnifuse_processor.json"],
+        "a tokenizer (tokenizer.json or tokenizer_config.json)": ["tokenizer.json", "tokenizer_config.json"],
+    }
+    if not need_processor:
+        needs = {name: files for name, files in needs.items() if "processor" not in name and "tokenizer" not in name}
+    missing = [name for name, files in needs.items() if not any((folder / f).is_file() for f in files)]
+    if missing:
+        raise FolderError(
+            f"{what} {folder}: incomplete model folder, missing {', '.join(missing)}; "
+            "pass a folder written by omnifuse train or save_pretrained"
+        )
+
+
 def physical_memory_bytes() -> int | None:
     """This machine's RAM, or None where the OS does not say."""
     try:
@@ -68,4 +93,10 @@ def physical_memory_bytes() -> int | None:
         return None
 
 
-__all__ = ["LIMIT_CEILINGS", "media_limits_from_json", "physical_memory_bytes", "positions_in_folder"]
+__all__ = [
+    "LIMIT_CEILINGS",
+    "check_model_folder_files",
+    "media_limits_from_json",
+    "physical_memory_bytes",
+    "positions_in_folder",
+]

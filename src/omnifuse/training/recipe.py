@@ -170,6 +170,7 @@ class Recipe(Section):
     data: DataSection
     stages: list[StageSection] = Field(min_length=1)
     output_dir: str
+    overwrite: bool = Field(False, description="allow a non-empty output_dir that is not this run's own output")
     seed: int = 0
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     distributed: str | None = Field(None, description="an accelerate config file (FSDP, DeepSpeed, ...)")

@@ -30,9 +30,10 @@ from accelerate.utils import set_seed
 from omnifuse.config import OmniConfig
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
+from omnifuse.errors import OmnifuseInputError
 from omnifuse.modeling.model import OmniForConditionalGeneration
-from omnifuse.processing.media import MediaError
 from omnifuse.processing.processor import OmniProcessor
+from omnifuse.safety.paths import check_output_dir, make_output_dir
 from omnifuse.training import checkpoint as ckpt
 from omnifuse.training.build import build_model, load_datasets
 from omnifuse.training.distributed import make_accelerator
@@ -93,6 +94,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
 
     Returns `{"task": "train", "steps": N, "final_loss": L, "output_dir": DIR}`.
     """
+    claim_output_dir(recipe, PartialState().is_main_process)
     accelerator = make_accelerator(recipe)
     run, model = start_run(recipe, accelerator)
     try:
@@ -103,6 +105,22 @@ def train(recipe: Recipe) -> dict[str, Any]:
         run.monitor.close()
     final = run.state.history[-1][1] if run.state.history else None
     return {"task": "train", "steps": run.state.global_step, "final_loss": final, "output_dir": recipe.output_dir}
+
+
+def claim_output_dir(recipe: Recipe, is_main: bool) -> None:
+    """Refuse an unsafe output_dir before anything is written, then mark it as this run's (checkpoints/)."""
+    section = recipe.model
+    reads = [section.from_pretrained, section.tokenizer.path if section.tokenizer else None]
+    reads += [c for c in (section.text, section.image, section.audio, section.video) if isinstance(c, str)]
+    target = check_output_dir(
+        recipe.output_dir,
+        what="output_dir",
+        overwrite=recipe.overwrite,
+        own_marker=ckpt.CHECKPOINT_DIR,
+        protected=reads,
+    )
+    if is_main:
+        make_output_dir(target, f"output_dir {recipe.output_dir}", marker=ckpt.CHECKPOINT_DIR)
 
 
 def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForConditionalGeneration]:
@@ -355,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if not args else 0
     try:
         result = train(load_recipe(args[0], args[1:]))
-    except (RecipeError, MediaError) as err:  # bad recipe or bad data: the user can act on it
+    except OmnifuseInputError as err:  # bad recipe, data or paths: the user can act on it
         print(f"error: {err}", file=sys.stderr)
         return 2
     if PartialState().is_main_process:
