@@ -17,6 +17,7 @@ Command line: `python -m omnifuse.training.trainer RECIPE.yaml [key=value ...]` 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from omnifuse.training.distributed import make_accelerator
 from omnifuse.training.loop import StepMetrics, evaluate, optimizer_step, rank_loader
 from omnifuse.training.lora import BASE_MODEL_DIR, base_of, merge_lora, save_adapter, save_base_model
 from omnifuse.training.monitor import Monitor, log, plot_loss_curve
+from omnifuse.training.preflight import check_component_configs
 from omnifuse.training.recipe import Recipe, RecipeError, StageSection, load_recipe
 from omnifuse.training.schedule import StagePlan, make_scheduler
 from omnifuse.training.stages import describe_trainable, is_projector_only, param_groups, prepare_stage_model
@@ -94,7 +96,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
 
     Returns `{"task": "train", "steps": N, "final_loss": L, "output_dir": DIR}`.
     """
-    claim_output_dir(recipe, PartialState().is_main_process)
+    claim_output_dir(recipe, is_main=os.environ.get("RANK", "0") == "0")  # before accelerate sets processes up
     accelerator = make_accelerator(recipe)
     run, model = start_run(recipe, accelerator)
     try:
@@ -136,6 +138,7 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
         model, processor, state = resume_model(recipe, accelerator, latest, len(train_set))
     else:
         set_seed(recipe.seed)
+        check_component_configs(recipe.model)
         model, processor = build_model(recipe.model, train_set.records)
         adapter_base = str(Path(recipe.model.from_pretrained).resolve()) if recipe.model.from_pretrained else None
         state = ckpt.TrainerState(
