@@ -50,3 +50,66 @@ def write_png(path: Path, color=(255, 0, 0)) -> Path:
 
 def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
+
+
+TINY_RECIPE_MODEL = {
+    "text": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+             "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512},
+    "image": {"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 4, "image_size": 32, "patch_size": 8},
+    "tokenizer": {"build": {"vocab_size": 300}},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def bench(tmp_path_factory) -> Path:
+    """12 image + text records of the built-in benchmark."""
+    from omnifuse.benchmark.generate import write_benchmark
+
+    folder = tmp_path_factory.mktemp("bench")
+    write_benchmark(folder, n=12, seed=0, modalities=("image", "text"))
+    return folder / "data.jsonl"
+
+
+def write_recipe(path: Path, data: Path, output_dir: Path, **changes) -> Path:
+    """A one-stage align recipe on the tiny model (2 steps, a checkpoint after each), with top-level changes."""
+    import copy
+
+    import yaml
+
+    recipe = {
+        "model": copy.deepcopy(TINY_RECIPE_MODEL),
+        "data": {"train": str(data)},
+        "stages": [{"name": "align", "max_steps": 2, "batch_size": 4}],
+        "output_dir": str(output_dir),
+        "checkpoints": {"every": 1, "keep": 2},
+    }
+    recipe.update(changes)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, dict | None]:
+    """`omnifuse ARGS` in this process: exit code, stderr, and the last stdout JSON line (if any)."""
+    from omnifuse.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.strip().splitlines() if line.startswith("{")]
+    return code, captured.err, json.loads(lines[-1]) if lines else None
+
+
+def assert_one_line_error(code: int, err: str, summary: dict | None, *needles: str) -> None:
+    """Exit 2, a final `omnifuse CMD: reason` line holding every needle, and the JSON error line."""
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("omnifuse ") and "Traceback" not in err, err[-2000:]
+    for needle in needles:
+        assert needle in last, last
+    assert summary is not None and summary["error"] in last
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
