@@ -13,12 +13,15 @@ from omnifuse.modeling.presets import tiny_audio_config, tiny_text_config, tiny_
 from omnifuse.processing.tokenizer import build_bpe_tokenizer
 
 
-def save_tiny_model(folder: Path) -> Path:
-    """A tiny Llama + SigLIP + Whisper model (512 positions) saved with its processor."""
+def save_tiny_model(folder: Path, audio: bool = True) -> Path:
+    """A tiny Llama + SigLIP (+ Whisper) model (512 positions) saved with its processor."""
     tok = build_bpe_tokenizer(["what color is the circle? red blue green"], vocab_size=300)
     torch.manual_seed(0)
     model = OmniForConditionalGeneration.from_components(
-        text=tiny_text_config(vocab_size=len(tok)), image=tiny_vision_config(), audio=tiny_audio_config(), tokenizer=tok
+        text=tiny_text_config(vocab_size=len(tok)),
+        image=tiny_vision_config(),
+        audio=tiny_audio_config() if audio else None,
+        tokenizer=tok,
     )
     model.save_pretrained(folder)
     OmniProcessor.from_model_config(model.config, tok).save_pretrained(folder)
@@ -28,6 +31,12 @@ def save_tiny_model(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def image_model_dir(tmp_path_factory) -> Path:
+    """An image-only tiny model: what `omnifuse export --format llava` accepts."""
+    return save_tiny_model(tmp_path_factory.mktemp("image_model"), audio=False)
 
 
 def record(question: str, answer: str, media: list[dict] | None = None, **extra) -> dict:
