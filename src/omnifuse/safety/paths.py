@@ -78,10 +78,10 @@ def refuse_system_location(target: Path, label: str) -> None:
     """Refuse `/`, `/x`, home itself and system trees (`target` already resolved)."""
     if target == Path(target.anchor):
         raise OutputPathError(f"{label}: refusing to write into the filesystem root; {_ADVICE}")
-    if target.parent == Path(target.anchor):
-        raise OutputPathError(f"{label}: refusing to write into the top-level folder {target}; {_ADVICE}")
     if target == Path.home().resolve():
         raise OutputPathError(f"{label}: refusing to write into the home folder itself; {_ADVICE}")
+    if target.parent == Path(target.anchor):
+        raise OutputPathError(f"{label}: refusing to write into the top-level folder {target}; {_ADVICE}")
     for tree in SYSTEM_TREES:
         if target == Path(tree) or Path(tree) in target.parents:
             raise OutputPathError(f"{label}: refusing to write inside the system folder {tree}; {_ADVICE}")
