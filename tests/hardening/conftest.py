@@ -122,3 +122,25 @@ def file_digest(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def finished_run(bench, tmp_path_factory) -> Path:
+    """A 2-step run's output folder, with complete checkpoints step-1 and step-2."""
+    from omnifuse.cli import main
+
+    folder = tmp_path_factory.mktemp("run")
+    recipe = write_recipe(folder / "recipe.yaml", bench, folder / "out")
+    assert main(["train", str(recipe)]) == 0
+    return folder / "out"
+
+
+def resume_copy(finished_run: Path, bench: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the finished run and its recipe: (recipe path, the newest checkpoint folder of the copy)."""
+    import shutil
+
+    from omnifuse.training import checkpoint as ckpt
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out)
+    return write_recipe(tmp_path / "recipe.yaml", bench, out), ckpt.latest_checkpoint(out / "checkpoints")

@@ -1,16 +1,14 @@
 """Class 1: nothing omnifuse reads may unpickle arbitrary objects (a planted checkpoint file must not run)."""
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from omnifuse.cli import main
 from omnifuse.training import checkpoint as ckpt
 
-from .conftest import assert_one_line_error, run_cli, write_recipe
+from .conftest import assert_one_line_error, resume_copy, run_cli
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "omnifuse"
 
@@ -23,21 +21,6 @@ class MarkerPayload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
-
-
-@pytest.fixture(scope="module")
-def finished_run(bench, tmp_path_factory) -> Path:
-    """A 2-step run with checkpoints step-1 and step-2."""
-    folder = tmp_path_factory.mktemp("run")
-    recipe = write_recipe(folder / "recipe.yaml", bench, folder / "out")
-    assert main(["train", str(recipe)]) == 0
-    return folder / "out"
-
-
-def resume_copy(finished_run: Path, bench: Path, tmp_path: Path) -> tuple[Path, Path]:
-    out = tmp_path / "out"
-    shutil.copytree(finished_run, out)
-    return write_recipe(tmp_path / "recipe.yaml", bench, out), ckpt.latest_checkpoint(out / "checkpoints")
 
 
 def test_the_payload_is_live_when_unpickled(tmp_path):

@@ -46,7 +46,7 @@ def media_limits_from_json(raw: Any, source: str) -> MediaLimits:
         ceiling = LIMIT_CEILINGS[name]
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if not numeric or not 0 < value <= ceiling:
-            raise FolderError(f"{source}: limits.{name} must be a number in (0, {ceiling:g}], got {value!r:.40}")
+            raise FolderError(f"{source}: limits.{name} must be a number in (0, {int(ceiling)}], got {value!r:.40}")
     return MediaLimits(**raw)
 
 
