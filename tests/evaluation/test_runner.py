@@ -74,3 +74,5 @@ def test_batch_size_must_be_positive(batch_size):
     processor = OmniProcessor(build_bpe_tokenizer(["a"], vocab_size=280), modalities={})
     with pytest.raises(UsageError, match="batch_size"):
         evaluate(None, processor, [], batch_size=batch_size)
+    with pytest.raises(UsageError, match="no records to evaluate"):
+        evaluate(None, processor, [], batch_size=1)

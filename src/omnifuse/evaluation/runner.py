@@ -101,6 +101,8 @@ def evaluate(model, processor: OmniProcessor, items: Sequence[EvalItem], batch_s
     """
     check_count("batch_size", batch_size)
     encoded, skips = encode_items(processor, items)
+    if not items:
+        raise UsageError("no records to evaluate")
     if not encoded:
         raise UsageError(
             f"none of the {len(items)} records could be evaluated; first: {skips[0].source}: {skips[0].reason}"
