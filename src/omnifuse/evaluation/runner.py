@@ -77,50 +77,63 @@ def generate_answers(
     """Greedy answers to encoded prompts, batched with left padding (batch output equals one-by-one output)."""
     check_count("batch_size", batch_size)
     model.eval()
-    tok = processor.tokenizer
     answers: list[str] = []
-    for start in tqdm(range(0, len(samples), batch_size), desc="eval", file=sys.stderr, leave=False):
-        batch = processor.collate(list(samples[start : start + batch_size]), padding_side="left").to(model.device)
-        out = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-        prompt_len = batch["input_ids"].shape[1]
-        answers += [tok.decode(row[prompt_len:], skip_special_tokens=True) for row in out]
+    for start in range(0, len(samples), batch_size):
+        answers += _answer_batch(model, processor, samples[start : start + batch_size], max_new_tokens)
     return answers
+
+
+def _answer_batch(model, processor: OmniProcessor, samples: Sequence[EncodedSample], max_new_tokens: int) -> list[str]:
+    tok = processor.tokenizer
+    batch = processor.collate(list(samples), padding_side="left").to(model.device)
+    out = model.generate(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    prompt_len = batch["input_ids"].shape[1]
+    return [tok.decode(row[prompt_len:], skip_special_tokens=True) for row in out]
 
 
 def evaluate(model, processor: OmniProcessor, items: Sequence[EvalItem], batch_size: int = 32) -> dict:
     """Exact-match accuracy overall and per question type over the usable records, plus the predictions.
 
-    Records that cannot be encoded are counted in `skipped` (their `file:line` and reason in `skips`);
+    Records are encoded one batch at a time (media of the whole set are never held at once); those that
+    cannot be encoded are counted in `skipped` (their `file:line` and reason in `skips`), and
     `predictions` follows `items`, with None for a skipped record.
     """
     check_count("batch_size", batch_size)
-    encoded, skips = encode_items(processor, items)
     if not items:
         raise UsageError("no records to evaluate")
-    if not encoded:
+    answered: list[tuple[EvalItem, str]] = []
+    skips: list[EvalSkip] = []
+    with torch.no_grad():
+        model.eval()
+        for start in tqdm(range(0, len(items), batch_size), desc="eval", file=sys.stderr, leave=False):
+            encoded, chunk_skips = encode_items(processor, items[start : start + batch_size])
+            skips += chunk_skips
+            if encoded:
+                answers = _answer_batch(model, processor, [sample for _, sample in encoded], max_new_tokens=24)
+                answered += [(item, answer) for (item, _), answer in zip(encoded, answers)]
+    if not answered:
         raise UsageError(
             f"none of the {len(items)} records could be evaluated; first: {skips[0].source}: {skips[0].reason}"
         )
-    answers = generate_answers(model, processor, [s for _, s in encoded], batch_size=batch_size)
-    by_item = {id(item): answer for (item, _), answer in zip(encoded, answers)}
+    by_item = {id(item): answer for item, answer in answered}
     predictions = [by_item.get(id(item)) for item in items]  # None where the record was skipped
     correct, total = Counter(), Counter()
-    for (item, _), pred in zip(encoded, answers):
+    for item, pred in answered:
         total[item.question_type] += 1
         correct[item.question_type] += int(normalize(pred) == normalize(item.answer))
     per_question = {k: round(correct[k] / total[k], 4) for k in sorted(total)}
-    accuracy = round(sum(correct.values()) / len(encoded), 4)
+    accuracy = round(sum(correct.values()) / len(answered), 4)
     return {
         "accuracy": accuracy,
         "per_question": per_question,
         "counts": dict(total),
-        "evaluated": len(encoded),
+        "evaluated": len(answered),
         "skipped": len(skips),
         "skips": [f"{skip.source}: {skip.reason}" for skip in skips[:MAX_REPORTED_SKIPS]],
         "predictions": predictions,
