@@ -58,3 +58,13 @@ def test_a_1_mb_prompt_through_the_python_api_is_refused_in_seconds(model_dir):
         inputs = processor.apply_chat_template(messages, add_generation_prompt=True)
         model.generate(**inputs, max_new_tokens=1)
     assert time.perf_counter() - started < 10
+
+
+def test_the_llava_style_call_is_bounded_too(model_dir):
+    _, processor = load_model_folder(model_dir)
+    with pytest.raises(InputLimitError, match="over the model's 512 positions"):
+        processor("red blue " * 100_000)
+    with pytest.raises(InputLimitError, match="over the limit of 1000000"):
+        processor("x" * 1_000_001)
+    with pytest.raises(InputLimitError, match="not valid UTF-8"):
+        processor("bad \udcff")

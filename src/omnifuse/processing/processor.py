@@ -22,7 +22,7 @@ from omnifuse.modeling.tokens import mask_input_name, modality_input_name
 from omnifuse.processing.chat import IGNORE_INDEX, render_segments, tokenize_segments
 from omnifuse.processing.media import MediaError, MediaLimits
 from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia, part_source
-from omnifuse.safety.limits import check_messages, check_prompt_tokens, max_positions_of
+from omnifuse.safety.limits import check_messages, check_prompt_text, check_prompt_tokens, max_positions_of
 from omnifuse.safety.model_files import media_limits_from_json, positions_in_folder
 
 PROCESSOR_FILE = "omnifuse_processor.json"
@@ -173,6 +173,7 @@ class OmniProcessor:
         pools = {"image": list(images or []), "audio": list(audios or []), "video": list(videos or [])}
         samples = []
         for t in texts:
+            check_prompt_text(t, self.limits.max_text_chars)
             ids = self.tokenizer(t, add_special_tokens=False).input_ids
             kinds = [name for token in ids for name, proc in self.items.items() if token == proc.placeholder_id]
             encoded = []
@@ -181,6 +182,7 @@ class OmniProcessor:
                     raise ValueError(f"{kind}: the prompt has more placeholders than {kind} items were given")
                 encoded.append(self.items[kind].encode(pools[kind].pop(0), f"{kind} {n}", self.limits, self.tokenizer))
             samples.append(self._expand(ids, [IGNORE_INDEX] * len(ids), kinds, encoded))
+            check_prompt_tokens(len(samples[-1].input_ids), self.max_positions)
         leftover = {k: len(v) for k, v in pools.items() if v}
         if leftover:
             raise ValueError(f"more media than placeholders in the prompts: {leftover} left over")

@@ -61,6 +61,17 @@ def check_messages(messages: Any, max_chars: int) -> None:
         )
 
 
+def check_prompt_text(text: Any, max_chars: int) -> None:
+    """One prompt string (the LLaVA-style `processor(text=...)` call): a valid UTF-8 string within `max_chars`."""
+    if not isinstance(text, str):
+        raise InputLimitError(f"a prompt must be a string, got {type(text).__name__}")
+    _check_utf8(text, "the prompt")
+    if len(text) > max_chars:
+        raise InputLimitError(
+            f"the prompt is {len(text)} characters, over the limit of {max_chars} (max_text_chars); shorten it"
+        )
+
+
 def _texts_of(content: Any, index: int) -> Iterator[tuple[int, str]]:
     if isinstance(content, str):
         yield 0, content
@@ -163,6 +174,7 @@ __all__ = [
     "check_count",
     "check_eval_arguments",
     "check_messages",
+    "check_prompt_text",
     "check_prompt_tokens",
     "max_positions_of",
     "max_record_bytes",
