@@ -166,3 +166,24 @@ def test_bad_limits_in_a_model_folder(model_dir, tmp_path, capsys, limits, reaso
     (folder / "omnifuse_processor.json").write_text(json.dumps({**state, "limits": limits}))
     code, err, summary = run_cli(["chat", "--model", folder, "hi"], capsys)
     assert_one_line_error(code, err, summary, "omnifuse_processor.json", reason)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("model.safetensors", None, "missing weights"),
+        ("config.json", "{cut", "config.json: not valid JSON"),
+        ("omnifuse_processor.json", "[]", "omnifuse_processor.json: expected a JSON object, got list"),
+    ],
+)
+def test_chat_and_eval_with_a_broken_model_folder(model_dir, tmp_path, capsys, name, content, reason):
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    if content is None:
+        (folder / name).unlink()
+    else:
+        (folder / name).write_text(content)
+    code, err, summary = run_cli(["chat", "--model", folder, "hi"], capsys)
+    assert_one_line_error(code, err, summary, reason)
+    data = write_jsonl(tmp_path / "d.jsonl", [record("color?", "red")])
+    code, err, summary = run_cli(["eval", "--model", folder, "--data", data], capsys)
+    assert_one_line_error(code, err, summary, reason)

@@ -10,6 +10,7 @@ import torch
 from omnifuse.data.sources import validate_dataset
 from omnifuse.evaluation.runner import EvalItem, evaluate, split_answer, with_invalid_records
 from omnifuse.safety.limits import check_eval_arguments
+from omnifuse.safety.model_files import check_model_folder_files
 
 
 def load_model_folder(folder: str | Path):
@@ -19,6 +20,7 @@ def load_model_folder(folder: str | Path):
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder}: no config.json here; pass a folder written by save_pretrained")
+    check_model_folder_files(folder)  # missing weights or processor, broken JSON: one-line errors, not tracebacks
     model = OmniForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
     return model.eval(), OmniProcessor.from_pretrained(folder)
 

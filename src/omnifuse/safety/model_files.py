@@ -83,6 +83,19 @@ def check_model_folder_files(folder: str | Path, what: str = "--model", need_pro
             f"{what} {folder}: incomplete model folder, missing {', '.join(missing)}; "
             "pass a folder written by omnifuse train or save_pretrained"
         )
+    for name in ("config.json", "adapter_config.json", "omnifuse_processor.json"):
+        _check_json_mapping(folder / name, what)
+
+
+def _check_json_mapping(path: Path, what: str) -> None:
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise FolderError(f"{what} {path}: not valid JSON ({' '.join(str(err).split())[:120]})") from None
+    if not isinstance(data, dict):
+        raise FolderError(f"{what} {path}: expected a JSON object, got {type(data).__name__}")
 
 
 def physical_memory_bytes() -> int | None:
