@@ -36,6 +36,10 @@ def test_check_messages_counts_characters_over_all_text_parts():
         check_messages([{"role": "user", "content": parts}, {"role": "assistant", "content": "f"}], max_chars=5)
 
 
+def test_a_turn_without_content_is_allowed():
+    check_messages([{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}, {"role": "tool"}], 5)
+
+
 @pytest.mark.parametrize("role", ["user", "assistant", "system", "tool", "function_call-2"])
 def test_ordinary_roles_pass(role):
     check_messages([{"role": role, "content": "hi"}], max_chars=10)

@@ -76,6 +76,8 @@ def _texts_of(content: Any, index: int) -> Iterator[tuple[int, str]]:
     if isinstance(content, str):
         yield 0, content
         return
+    if content is None:  # an assistant turn that only calls a tool (OpenAI format)
+        return
     if not isinstance(content, list):
         kind = type(content).__name__
         raise InputLimitError(f"message {index}: content must be a string or a list of parts, got {kind}")
