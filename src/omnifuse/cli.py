@@ -9,10 +9,9 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from omnifuse.errors import OmnifuseInputError, OutputPathError, UsageError
+from omnifuse.errors import OmnifuseInputError, UsageError
 from omnifuse.serving.cli import register as register_serving
 
 EXIT_BAD_INPUT = 2
@@ -61,16 +60,16 @@ def cmd_export(args: argparse.Namespace) -> dict:
 
     if args.format != "llava":
         raise UsageError(f"unsupported export format {args.format!r}; supported: llava")
-    return {"task": "export", "format": "llava", **export_llava(args.model, args.out)}
+    return {"task": "export", "format": "llava", **export_llava(args.model, args.out, overwrite=args.overwrite)}
 
 
 def cmd_import(args: argparse.Namespace) -> dict:
     from omnifuse.interop.llava import import_llava
+    from omnifuse.safety.paths import check_output_dir
 
     if args.format != "llava":
         raise UsageError(f"unsupported import format {args.format!r}; supported: llava")
-    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
-        raise OutputPathError(f"--out {args.out} exists and is not an empty folder; choose a new folder")
+    check_output_dir(args.out, what="--out", protected=[args.model])
     model, processor = import_llava(args.model)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
@@ -114,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its files are replaced)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="turn a transformers LLaVA checkpoint into an omnifuse folder")

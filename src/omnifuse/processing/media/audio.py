@@ -15,6 +15,8 @@ from omnifuse.processing.media.errors import MediaError, MediaLimits, _too_long
 from omnifuse.processing.media.images import _to_numpy
 from omnifuse.processing.media.sources import read_source_bytes
 
+MAX_AUDIO_CHANNELS = 64  # more is no audio recording format's layout; refuse rather than allocate
+
 
 def load_audio(source: Any, *, sampling_rate: int, item: str = "", limits: MediaLimits = MediaLimits()) -> np.ndarray:  # noqa: B008
     """Load audio as float32 mono at ``sampling_rate``.
@@ -90,13 +92,15 @@ def _decode_audio(data: bytes, sampling_rate: int, item: str, limits: MediaLimit
         seconds = _known_seconds(container, stream)
         if seconds is not None and seconds > limits.max_audio_seconds:
             raise _too_long("audio", item, seconds, limits.max_audio_seconds, "max_audio_seconds")
-        resampler = av.AudioResampler(format="fltp", rate=sampling_rate)
+        # Packed "flt", never planar: PyAV's to_ndarray on a planar frame of 8+ channels reads past
+        # FFmpeg's 8 data pointers and segfaults; one interleaved plane is downmixed here instead.
+        resampler = av.AudioResampler(format="flt", rate=sampling_rate)
         chunks: list[np.ndarray] = []
         n_samples = 0
         try:
             for frame in itertools.chain(container.decode(stream), [None]):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
+                    chunks.append(_downmix_packed(out, item))
                     n_samples += chunks[-1].size
                 if n_samples > limits.max_audio_seconds * sampling_rate:
                     raise _too_long(
@@ -108,4 +112,15 @@ def _decode_audio(data: bytes, sampling_rate: int, item: str, limits: MediaLimit
             raise MediaError("audio", item, f"truncated or corrupt file: {error}") from error
     if n_samples == 0:
         raise MediaError("audio", item, "no audio samples decoded (empty or corrupt stream)")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if not np.isfinite(samples).all():  # float WAVs can hold NaN/inf: refused like a raw array would be
+        raise MediaError("audio", item, "audio contains NaN or infinity")
+    return samples
+
+
+def _downmix_packed(frame: av.AudioFrame, item: str) -> np.ndarray:
+    """Mono samples of a packed (interleaved) frame: the mean over its channels."""
+    channels = len(frame.layout.channels)
+    if not 0 < channels <= MAX_AUDIO_CHANNELS:
+        raise MediaError("audio", item, f"{channels} channels, over the limit of {MAX_AUDIO_CHANNELS}")
+    return frame.to_ndarray().reshape(-1, channels).mean(axis=1)

@@ -38,6 +38,8 @@ def load_image(source: Any, *, item: str = "", limits: MediaLimits = MediaLimits
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
             return image_to_rgb(_exif_transpose(image))
+    except MediaError as error:
+        raise MediaError("image", item, error.reason) from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise MediaError("image", item, f"too many pixels (decompression bomb): {error}") from error
     except Exception as error:
@@ -114,7 +116,9 @@ def image_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _deep_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
-    values = np.nan_to_num(values.astype(np.float64))
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():  # the same refusal as a float array passed directly
+        raise MediaError("image", "", "pixel values contain NaN or infinity")
     low, high = float(values.min()), float(values.max())
     if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= 65535):
         scaled = values / 65535.0
