@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+    __import__("omnifuse.pretrained.cli", fromlist=["register"]).register(sub)
     return parser
 
 

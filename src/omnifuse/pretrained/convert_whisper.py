@@ -49,7 +49,9 @@ def _split_projections(weights: dict, src: str, dst: str, names: list[str], out:
 def _map_layer(weights: dict, side: str, i: int, out: dict) -> None:
     src, dst = f"{side}/layer_{i}", f"model.{side}.layers.{i}"
     _norm(weights, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm", out)
-    _split_projections(weights, f"{src}/self_attention/linear_0", f"{dst}.self_attn", ["q_proj", "k_proj", "v_proj"], out)
+    _split_projections(
+        weights, f"{src}/self_attention/linear_0", f"{dst}.self_attn", ["q_proj", "k_proj", "v_proj"], out
+    )
     _linear(weights, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj", out)
     if side == "decoder":
         _norm(weights, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm", out)
