@@ -60,7 +60,6 @@ def main(folder: str, reference_weights: str) -> dict:
         "top1": [int(ours.argmax()), int(theirs.argmax())],
         "encoder_tokens": list(tokens.shape),
         "encoder_matches_timm": bool(torch.allclose(tokens, last_stage.flatten(2).transpose(1, 2), atol=1e-5)),
-        "image_tokens_in_lm": int(omni.config.modalities["image"]["placeholder_token_id"] is not None),
     }
 
 
