@@ -116,6 +116,7 @@ def _generation_config(config, ct2_config: dict, tokenizer) -> dict:
         "no_timestamps_token_id": tokenizer.convert_tokens_to_ids("<|notimestamps|>"),
         "max_initial_timestamp_index": 50,
         "is_multilingual": not english_only,
+        "max_length": config.max_target_positions,
     }
     if not english_only:
         tasks = ("transcribe", "translate")
@@ -128,6 +129,7 @@ def _generation_config(config, ct2_config: dict, tokenizer) -> dict:
 def convert_ct2_whisper(files: dict[str, Path], out_dir: Path) -> None:
     """Write config, safetensors weights, tokenizer, feature extractor and generation config to `out_dir`."""
     from transformers import (
+        GenerationConfig,
         WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
@@ -142,8 +144,8 @@ def convert_ct2_whisper(files: dict[str, Path], out_dir: Path) -> None:
     model = WhisperForConditionalGeneration(config)
     model.load_state_dict(whisper_state_dict(weights), strict=False)  # proj_out is tied to embed_tokens
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(files["tokenizer.json"]))
-    for key, value in _generation_config(config, ct2_config, tokenizer).items():
-        setattr(model.generation_config, key, value)
+    # A fresh GenerationConfig: one derived from the model config is rebuilt on load, dropping lang_to_id & co.
+    model.generation_config = GenerationConfig(**_generation_config(config, ct2_config, tokenizer))
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out_dir)
