@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from omnifuse.pretrained.download import pip_download
+from omnifuse.pretrained.download import NETWORK_FAILURE_MARKERS, pip_download
 from omnifuse.pretrained.pull import fetch_files, omnifuse_home
 from omnifuse.pretrained.registry import get_entry
 from omnifuse.pretrained.verify import PretrainedError, SourceUnreachableError
@@ -28,7 +28,7 @@ def timm_folder() -> Path:
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), *TIMM_REQUIREMENTS]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        if "NewConnectionError" in done.stderr or "Failed to establish" in done.stderr:
+        if any(marker in done.stderr for marker in NETWORK_FAILURE_MARKERS):
             pytest.skip(f"cannot reach PyPI to install {TIMM_REQUIREMENTS}")
         raise PretrainedError(f"installing {TIMM_REQUIREMENTS} failed: {done.stderr[-500:]}")
     return target
