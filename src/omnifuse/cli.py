@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omnifuse.errors import OmnifuseInputError, UsageError
+from omnifuse.pretrained.cli import register as register_pretrained
 from omnifuse.serving.cli import register as register_serving
 
 EXIT_BAD_INPUT = 2
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
+    register_pretrained(sub)
     return parser
 
 
