@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from omnifuse.data.sources import validate_dataset
-from omnifuse.evaluation.dataset import load_model_folder
+from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.processing.media import load_audio
 from omnifuse.safety.limits import InputLimitError
 
@@ -75,7 +75,7 @@ def test_the_record_limit_is_set_by_the_environment(tmp_path, monkeypatch):
 
 
 def test_a_huge_prompt_is_refused_before_tokenizing(model_dir):
-    _, processor = load_model_folder(model_dir)
+    _, processor = load_omni_folder(model_dir)
     messages = [{"role": "user", "content": "red " * 500_000}]  # 2 M characters
     with pytest.raises(InputLimitError, match="2000000 characters, over the limit of 1000000"):
         processor.apply_chat_template(messages, add_generation_prompt=True)

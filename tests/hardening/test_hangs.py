@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from omnifuse.evaluation.dataset import load_model_folder
+from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.safety.limits import InputLimitError
 from omnifuse.safety.yaml_bounds import load_yaml_bounded
 
@@ -51,7 +51,7 @@ def test_a_recursive_alias_is_counted_once():
 
 
 def test_a_1_mb_prompt_through_the_python_api_is_refused_in_seconds(model_dir):
-    model, processor = load_model_folder(model_dir)
+    model, processor = load_omni_folder(model_dir)
     messages = [{"role": "user", "content": "what color is the circle? " * 38_000}]  # 988,000 characters
     started = time.perf_counter()
     with pytest.raises(InputLimitError, match=r"tokens, over the model's 512 positions"):
@@ -61,7 +61,7 @@ def test_a_1_mb_prompt_through_the_python_api_is_refused_in_seconds(model_dir):
 
 
 def test_the_llava_style_call_is_bounded_too(model_dir):
-    _, processor = load_model_folder(model_dir)
+    _, processor = load_omni_folder(model_dir)
     with pytest.raises(InputLimitError, match="over the model's 512 positions"):
         processor("red blue " * 100_000)
     with pytest.raises(InputLimitError, match="over the limit of 1000000"):

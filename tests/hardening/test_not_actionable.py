@@ -4,8 +4,8 @@ import base64
 import struct
 import zlib
 
-from omnifuse.evaluation.dataset import load_model_folder
 from omnifuse.evaluation.runner import EvalItem, evaluate
+from omnifuse.modeling.folder import load_omni_folder
 
 from .conftest import record, run_cli, write_jsonl, write_png
 
@@ -56,7 +56,7 @@ def test_validation_skips_are_counted_too(model_dir, tmp_path, capsys):
 
 
 def test_when_nothing_can_be_evaluated_the_error_names_the_first_record(model_dir):
-    model, processor = load_model_folder(model_dir)
+    model, processor = load_omni_folder(model_dir)
     item = EvalItem([{"role": "user", "content": [{"type": "image", "path": "/nope.png"}]}], "red", "all", "d.jsonl:7")
     try:
         evaluate(model, processor, [item])

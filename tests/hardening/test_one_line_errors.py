@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from omnifuse.errors import OmnifuseInputError
-from omnifuse.evaluation.dataset import load_model_folder
+from omnifuse.modeling.folder import load_omni_folder
 
 from .conftest import assert_one_line_error, file_digest, record, resume_copy, run_cli, write_jsonl, write_recipe
 
@@ -48,7 +48,7 @@ def test_invalid_utf8_on_the_command_line(model_dir, capsys):
     ],
 )
 def test_malformed_messages_through_the_api(model_dir, messages, reason):
-    _, processor = load_model_folder(model_dir)
+    _, processor = load_omni_folder(model_dir)
     with pytest.raises(OmnifuseInputError, match=reason):
         processor.apply_chat_template(messages, add_generation_prompt=True)
 

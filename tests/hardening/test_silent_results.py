@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnifuse.evaluation.dataset import load_model_folder
+from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.processing.media import MediaError, load_audio, load_image
 from omnifuse.safety.limits import InputLimitError
 
@@ -69,7 +69,7 @@ def test_chat_with_a_nan_image_file_exits_2(model_dir, tmp_path, capsys):
 
 def test_a_prompt_past_the_model_positions_is_refused(model_dir, capsys):
     prompt = "what color is the circle? red blue green " * 3200  # 131 KB, tens of thousands of tokens
-    _, processor = load_model_folder(model_dir)
+    _, processor = load_omni_folder(model_dir)
     with pytest.raises(InputLimitError, match=r"the prompt is \d+ tokens, over the model's 512 positions"):
         processor.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
     code, err, summary = run_cli(["chat", "--model", model_dir, prompt], capsys)
