@@ -54,5 +54,5 @@ class MediaLimits:
                 raise ValueError(f"MediaLimits.{name} must be positive, got {value!r}")
 
 
-def _too_long(kind: str, item: str, seconds: float, limit: float, name: str) -> MediaError:
+def too_long_error(kind: str, item: str, seconds: float, limit: float, name: str) -> MediaError:
     return MediaError(kind, item, f"{seconds:.1f} s long, over the limit of {limit:g} s ({name})")
