@@ -293,6 +293,8 @@ def export_llava(
     out = Path(out_dir)
     reads = [model_dir_or_model] if isinstance(model_dir_or_model, (str, Path)) else []
     for folder in reads:
+        if Path(folder).is_dir() and not is_adapter_folder(folder):
+            check_omnifuse_config(folder)  # a LLaVA folder is named as such (import it), not as incomplete
         check_model_folder_files(folder, need_processor=processor is None)
     target = check_output_dir(out, what="--out", overwrite=overwrite, protected=reads)
     model, processor = _load_for_export(model_dir_or_model, processor)

@@ -77,10 +77,8 @@ class OmniProcessor:
         if len(of_kind) == 1:
             return of_kind[0]
         where = f" ({item})" if item else ""
-        raise ModalityError(
-            f"content part{where} of type {part_type!r}: this model has no {name!r} modality "
-            f"(modalities: {sorted(self.specs)})"
-        )
+        known = sorted(self.specs)
+        raise ModalityError(f"{part_type}{where}: this model has no {name!r} modality (modalities: {known})")
 
     def placeholder(self, part_type: str, item: str = "") -> Placeholder:
         name = self.modality_for(part_type, item)
