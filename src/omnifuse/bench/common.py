@@ -46,7 +46,7 @@ def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     if dtype not in DTYPES:
         raise BenchError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: no CUDA device is available on this machine (torch sees none); use --device cpu")
+        raise BenchError("--device cuda: no CUDA device is available on this machine; use --device cpu")
     if device not in ("cpu", "cuda"):
         raise BenchError(f"--device must be cpu or cuda, got {device!r}")
     return torch.device(device), DTYPES[dtype]

@@ -108,7 +108,8 @@ def run_generate_bench(options: GenerateOptions) -> dict:
     ours, theirs = batched(), one_at_a_time()  # warm-up, and the outputs to compare
     mismatched = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
     if mismatched:
-        raise OutputMismatch(f"prompts {mismatched}: omnifuse {ours[mismatched[0]]} vs baseline {theirs[mismatched[0]]}")
+        first = mismatched[0]
+        raise OutputMismatch(f"prompts {mismatched} differ: omnifuse {ours[first]} vs baseline {theirs[first]}")
     log(f"outputs identical on {len(prompts)} prompts; timing {options.repeats} alternating rounds")
     times = alternate({"omnifuse": batched, "baseline": one_at_a_time}, repeats=options.repeats)
     ttft = first_token_times(batched, singles, baseline, greedy, device)
@@ -137,5 +138,5 @@ def first_token_times(batched, singles, baseline, greedy, device: torch.device) 
     alone = []
     with torch.no_grad():
         for single in singles:
-            alone.append(timed(lambda: baseline.generate(**single, **(greedy | {"max_new_tokens": 1})), device)[0])
+            alone.append(timed(lambda s=single: baseline.generate(**s, **(greedy | {"max_new_tokens": 1})), device)[0])
     return {"omnifuse": rounded(median(batch_times)), "alone": rounded(median(alone))}

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from PIL import Image
-from transformers import SiglipImageProcessorPil, WhisperFeatureExtractor
+from transformers import WhisperFeatureExtractor
 
 from omnifuse.bench.common import BenchError, alternate, log, median, rounded, set_threads
 from omnifuse.bench.workload import random_image
