@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from omnifuse.bench.cli import register as register_bench
 from omnifuse.errors import OmnifuseInputError, UsageError
 
 EXIT_BAD_INPUT = 2
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+    register_bench(sub)
     return parser
 
 
