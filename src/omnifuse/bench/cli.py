@@ -12,10 +12,11 @@ import argparse
 from omnifuse.bench.common import SIZES, BenchError
 
 
-def _size_args(parser: argparse.ArgumentParser, repeats: int | None = None) -> None:
+def _size_args(parser: argparse.ArgumentParser, repeats: int | None = None, threads: int | None = None) -> None:
     parser.add_argument("--size", default="small", choices=SIZES, help="tiny (CI smoke run), small, large")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    default = threads or "torch's choice"
+    parser.add_argument("--threads", type=int, default=threads, help=f"torch intra-op threads (default: {default})")
     if repeats is not None:
         parser.add_argument("--repeats", type=int, default=repeats, help="timed rounds per system")
 
@@ -91,7 +92,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("preprocess", help="images, audio, video vs transformers' processors")
-    _size_args(p, repeats=5)
+    _size_args(p, repeats=5, threads=1)  # preprocessing runs in DataLoader workers, one torch thread each
     p.add_argument("--image-side", type=int, default=224)
     p.set_defaults(func=cmd_preprocess)
 

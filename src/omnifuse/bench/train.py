@@ -152,7 +152,11 @@ def run_train_bench(options: TrainOptions) -> dict:
             f"{n} {records[n][-1].seconds:.2f}s loss {records[n][-1].loss:.4f}" for n in systems))
     peak = max(peak, matmul_peak_flops(device, dtype, n=matmul_side))
     shapes = {name: [batch_shape(collator, b) for b in batches] for name, (_, collator) in systems.items()}
-    return summarize(work, options, records, shapes, peak, threads, pack_length)
+    result = summarize(work, options, records, shapes, peak, threads, pack_length)
+    if device.type == "cuda":  # host RSS says little on an accelerator; its own peak does
+        result["device_peak_memory_mb"] = rounded(torch.cuda.max_memory_allocated(device) / 2**20, 5)
+        result["device_name"] = torch.cuda.get_device_name(device)
+    return result
 
 
 def summarize(work: Workload, options: TrainOptions, records: dict[str, list[StepRecord]],
