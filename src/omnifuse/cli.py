@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from omnifuse.bench.cli import register as register_bench
 from omnifuse.errors import OmnifuseInputError, UsageError
 from omnifuse.pretrained.cli import register as register_pretrained
 from omnifuse.serving.cli import register as register_serving
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
     register_pretrained(sub)
+    register_bench(sub)
     return parser
 
 

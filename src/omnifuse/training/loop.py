@@ -27,6 +27,7 @@ from omnifuse.data.collator import is_empty_batch
 from omnifuse.processing.chat import IGNORE_INDEX
 from omnifuse.training.checkpoint import SHARDED_TYPES
 from omnifuse.training.schedule import rank_share
+from omnifuse.training.supervised_head import supervised_loss_sum
 
 Batch = dict[str, torch.Tensor]
 
@@ -53,6 +54,9 @@ def token_count(batch: Batch) -> int:
 def token_loss_sum(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
     """Summed next-token cross-entropy over the supervised tokens of one micro-batch (float32)."""
     batch = send_to_device(dict(batch), device)
+    sparse = supervised_loss_sum(model, batch)  # head on supervised positions only, where the model allows it
+    if sparse is not None:
+        return sparse
     labels = batch.pop("labels")
     logits = model(**batch, use_cache=False).logits
     vocab = logits.shape[-1]
