@@ -61,10 +61,16 @@ def test_scaling_prints_both_tables(capsys) -> None:
     [
         (["train", "--size", "tiny", "--device", "cuda"], "no CUDA device"),
         (["train", "--size", "tiny", "--steps", "1"], "--steps"),
-        (["serve"], "needs `omnifuse serve`"),
+        (["serve", "--clients", "0"], "--clients must be at least 1"),
     ],
 )
 def test_unusable_requests_exit_2_with_a_reason(capsys, monkeypatch, argv, reason) -> None:
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     code, out = run(capsys, *argv)
     assert code == 2 and reason in out["error"]
+
+
+def test_bench_serve_runs_clients_against_a_real_server(capsys) -> None:
+    code, out = run(capsys, "serve", "--clients", "2", "--requests", "2", "--max-tokens", "2", "--rounds", "1")
+    assert code == 0 and out["task"] == "bench-serve" and out["errors"] == 0
+    assert out["ratio"] > 0 and out["p99_s"] >= out["p50_s"] > 0

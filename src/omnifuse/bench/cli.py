@@ -68,7 +68,12 @@ def cmd_scaling(args: argparse.Namespace) -> dict:
 
 
 def cmd_serve(args: argparse.Namespace) -> dict:
-    raise BenchError("bench serve needs `omnifuse serve` (the serving engine), which is not part of this build yet")
+    from omnifuse.bench.serve import run_serve_bench
+
+    for name in ("clients", "requests", "max_tokens", "rounds"):
+        if getattr(args, name) < 1:
+            raise BenchError(f"--{name.replace('_', '-')} must be at least 1")
+    return run_serve_bench(args.clients, args.requests, args.max_tokens, args.rounds, threads=args.threads)
 
 
 def register(subparsers) -> None:
@@ -104,5 +109,10 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="samples per step in the images series")
     p.set_defaults(func=cmd_scaling)
 
-    p = sub.add_parser("serve", help="concurrent clients vs one at a time (needs omnifuse serve)")
+    p = sub.add_parser("serve", help="concurrent clients vs the same requests one at a time, via omnifuse serve")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--requests", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the server (1 on a busy CPU)")
     p.set_defaults(func=cmd_serve)

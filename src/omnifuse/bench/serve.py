@@ -5,15 +5,13 @@ the baseline is each request alone, as `model.generate` one request at a time wo
 clients run in this process. Prints one JSON line: throughput ratio, p50/p99 latency under concurrency
 and the lone request's latency.
 
-    PYTHONPATH=src python bench/serve.py [--clients 16] [--requests 32] [--max-tokens 32]
+    omnifuse bench serve [--clients 16] [--requests 32] [--max-tokens 32]
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
-import json
 import os
 import shutil
 import socket
@@ -178,34 +176,30 @@ def measure(url: str, bodies: list[dict], clients: int, rounds: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared, oversubscribed CPU)")
-    args = parser.parse_args()
-    model, processor = small_model(args.hidden, args.layers)
+def run_serve_bench(
+    clients: int = 16,
+    requests: int = 32,
+    max_tokens: int = 32,
+    rounds: int = 3,
+    hidden: int = 128,
+    layers: int = 4,
+    threads: int = 1,
+) -> dict:
+    """Start `omnifuse serve` on a small model, measure, stop it; returns the JSON line's figures."""
+    model, processor = small_model(hidden, layers)
     folder = tempfile.mkdtemp(prefix="bench-serve-")
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    server, url = start_server(folder, args.threads, args.clients, "--media-cache-items", "0")
-    bodies = requests_for(args.requests, args.max_tokens)
+    server, url = start_server(folder, threads, clients, "--media-cache-items", "0")
+    bodies = requests_for(requests, max_tokens)
     try:
         run(url, bodies[:2], 1)  # warm-up
-        figures = measure(url, bodies, args.clients, args.rounds)
+        figures = measure(url, bodies, clients, rounds)
     finally:
         stop_server(server)
         errors = (Path(folder) / "server.log").read_text()
         shutil.rmtree(folder, ignore_errors=True)
     if "Traceback" in errors:
         print(errors[-3000:], file=sys.stderr)
-    head = {"task": "bench-serve", "clients": args.clients, "requests": len(bodies), "max_tokens": args.max_tokens}
-    print(json.dumps({**head, "threads": args.threads, **figures}))
-
-
-if __name__ == "__main__":
-    main()
+    head = {"task": "bench-serve", "clients": clients, "requests": len(bodies), "max_tokens": max_tokens}
+    return {**head, "threads": threads, **figures}
