@@ -23,9 +23,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from omnifuse.embeddings.settings import ContrastiveSection
 from omnifuse.errors import OmnifuseInputError
 
-StageName = Literal["align", "sft", "full"]
+StageName = Literal["align", "sft", "full", "contrastive"]
 
 
 class RecipeError(OmnifuseInputError):
@@ -160,6 +161,7 @@ class StageSection(Section):
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: int | None = Field(None, ge=1)
+    contrastive: ContrastiveSection | None = Field(None, description="settings of a `contrastive` stage")
 
     @model_validator(mode="after")
     def _check(self) -> StageSection:
@@ -167,6 +169,10 @@ class StageSection(Section):
             raise ValueError("give `epochs` or `max_steps` (max_steps caps epochs when both are set)")
         if self.lora is not None and self.name == "align":
             raise ValueError("align trains the projectors only; LoRA adapts the language model (use sft or full)")
+        if self.name == "contrastive" and (self.lora is not None or self.eval_every is not None):
+            raise ValueError("a contrastive stage takes neither `lora` nor `eval_every`")
+        if self.contrastive is not None and self.name != "contrastive":
+            raise ValueError("`contrastive:` settings belong to a stage named contrastive")
         return self
 
 
