@@ -50,7 +50,7 @@ class ContrastiveModel(Embedder):
 def heads_for(model, settings: ContrastiveSection, text_dim: int) -> EmbeddingHeads:
     """Fresh heads for every modality of the model, sized from its encoders (probed, no forward pass)."""
     sizes = {}
-    for name in model.config.modality_specs():
+    for name in sorted(model.config.modality_specs()):
         owner = model.config.encoder_spec_for(name)
         sizes[name] = probe_encoder(owner.encoder).hidden_size * owner.num_feature_layers
     config = HeadsConfig(settings.dim, sizes, text_dim, settings.pooling, settings.loss, settings.text_tower)
@@ -70,13 +70,15 @@ def param_groups(cm: ContrastiveModel, stage) -> list[dict]:
     settings = stage.contrastive or ContrastiveSection()
     grouped: dict[str, list] = {}
     seen: set[int] = set()
-    for part, module in cm.model.part_modules().items():
+    # Sorted: a model rebuilt from its saved config may list modalities in another order, and the
+    # optimizer state of a resumed run is matched to parameters by position.
+    for part, module in sorted(cm.model.part_modules().items()):
         for p in module.parameters():
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
                 grouped.setdefault(lr_group(part), []).append(p)
     groups = [{"name": n, "params": ps, "lr": getattr(stage.lr, n)} for n, ps in grouped.items()]
-    heads = [p for p in cm.heads.parameters() if p.requires_grad]
+    heads = [p for _, p in sorted(cm.heads.named_parameters()) if p.requires_grad]
     return groups + [{"name": "heads", "params": heads, "lr": settings.heads_lr}]
 
 
