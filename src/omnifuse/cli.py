@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from omnifuse.embeddings.cli import register as register_embeddings
 from omnifuse.errors import OmnifuseInputError, OutputPathError, UsageError
 
 EXIT_BAD_INPUT = 2
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
+    register_embeddings(sub)  # embed, classify, index; chat --rag
     return parser
 
 

@@ -45,3 +45,16 @@ def make_embedder(model, processor, **settings) -> Embedder:
     torch.manual_seed(0)
     heads = heads_for(model, ContrastiveSection(**settings), model.config.text_config.hidden_size)
     return Embedder(model, processor, heads)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tiny_parts, tmp_path_factory) -> Path:
+    """The tiny model saved with its processor and (untrained) embedding heads."""
+    from omnifuse.embeddings.heads import save_heads
+
+    model, processor = tiny_parts
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    save_heads(make_embedder(model, processor).heads, folder)
+    return folder
