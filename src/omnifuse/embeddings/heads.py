@@ -76,7 +76,9 @@ class EmbeddingHeads(nn.Module):
     def __init__(self, config: HeadsConfig):
         super().__init__()
         self.config = config
-        self.media = nn.ModuleDict({n: PoolingHead(d, config.dim, config.pooling) for n, d in config.modalities.items()})
+        self.media = nn.ModuleDict(
+            {n: PoolingHead(d, config.dim, config.pooling) for n, d in config.modalities.items()}
+        )
         self.text = PoolingHead(config.text_dim, config.dim, "mean")
         # SigLIP's init (t = 10, b = -10) and CLIP's (1 / 0.07, no bias).
         siglip = config.loss == "siglip"

@@ -33,8 +33,6 @@ class VectorIndexError(OmnifuseInputError):
     """An index folder that is missing, corrupt, locked, or used with vectors of the wrong size."""
 
 
-
-
 def point_id(item_id: str) -> str:
     """Qdrant ids are integers or UUIDs: a stable UUID per item id (so delete-by-id works)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"omnifuse:{item_id}"))
@@ -112,7 +110,9 @@ class VectorIndex:
 
         vectors = self._check(vectors)
         if not (len(ids) == len(vectors) == len(payloads)):
-            raise VectorIndexError(f"{len(ids)} ids, {len(vectors)} vectors and {len(payloads)} payloads differ in count")
+            raise VectorIndexError(
+                f"{len(ids)} ids, {len(vectors)} vectors and {len(payloads)} payloads differ in count"
+            )
         for start in range(0, len(ids), UPSERT_BATCH):
             points = [
                 models.PointStruct(id=point_id(i), vector=v.tolist(), payload={**p, "id": i})

@@ -72,5 +72,7 @@ def contrastive_loss(
     if kind != "clip":
         raise ValueError(f"unknown contrastive loss {kind!r}: use 'siglip' or 'clip'")
     text_logits = text @ all_media.T * scale
-    ce = F.cross_entropy(media_logits, targets, reduction="sum") + F.cross_entropy(text_logits, targets, reduction="sum")
+    ce = F.cross_entropy(media_logits, targets, reduction="sum") + F.cross_entropy(
+        text_logits, targets, reduction="sum"
+    )
     return ce / (2 * total)
