@@ -33,6 +33,19 @@ class VectorIndexError(OmnifuseInputError):
     """An index folder that is missing, corrupt, locked, or used with vectors of the wrong size."""
 
 
+def relax_local_sync(client, collection: str) -> bool:
+    """Qdrant's local mode commits (and fsyncs) its sqlite file once per point: ~25 ms each here, 40
+    points/s. WAL with synchronous=NORMAL keeps every commit safe from a process crash (not from a power
+    cut for the last ones) at thousands of points/s. Reaches into the local client; a no-op elsewhere."""
+    try:
+        storage = client._client.collections[collection].storage.storage  # sqlite3.Connection
+        storage.execute("PRAGMA journal_mode=WAL")
+        storage.execute("PRAGMA synchronous=NORMAL")
+        return True
+    except (AttributeError, KeyError, TypeError):
+        return False
+
+
 def point_id(item_id: str) -> str:
     """Qdrant ids are integers or UUIDs: a stable UUID per item id (so delete-by-id works)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"omnifuse:{item_id}"))
@@ -59,6 +72,7 @@ class VectorIndex:
             client.delete_collection(COLLECTION)
         vectors = models.VectorParams(size=int(dim), distance=models.Distance.COSINE)
         client.create_collection(COLLECTION, vectors_config=vectors)
+        relax_local_sync(client, COLLECTION)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return cls(client, COLLECTION, manifest, folder)
 
@@ -74,6 +88,7 @@ class VectorIndex:
             if not client.collection_exists(COLLECTION):
                 raise VectorIndexError(f"{folder}: the vector data is missing (no '{COLLECTION}' collection)")
             client.count(COLLECTION)
+            relax_local_sync(client, COLLECTION)
         except VectorIndexError:
             raise
         except Exception as err:  # qdrant's local storage raises plain errors on bad files or a held lock
