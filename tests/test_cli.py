@@ -49,7 +49,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "omnifuse synth: --n must be positive, got 0"
     assert main(["eval", "--model", str(tmp_path / "nope"), "--data", "x.jsonl"]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    assert "nope is not a folder" in capsys.readouterr().err
 
 
 def test_eval_and_chat_on_a_saved_model(saved_model, tmp_path, capsys):

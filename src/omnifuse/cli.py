@@ -14,6 +14,7 @@ from typing import Any
 
 from omnifuse.embeddings.cli import register as register_embeddings
 from omnifuse.errors import OmnifuseInputError, OutputPathError, UsageError
+from omnifuse.serving.cli import register as register_serving
 
 EXIT_BAD_INPUT = 2
 
@@ -54,21 +55,6 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     result = evaluate_dataset(args.model, args.data, batch_size=args.batch_size, limit=args.limit)
     result.pop("predictions", None)
     return {"task": "eval", **result}
-
-
-def cmd_chat(args: argparse.Namespace) -> None:
-    from omnifuse.evaluation.chat import chat
-
-    media = [(name, path) for name, path in (("image", args.image), ("audio", args.audio), ("video", args.video))]
-    media += [_named_path(value) for value in args.media]
-    chat(args.model, args.prompt, [(name, path) for name, path in media if path], max_new_tokens=args.max_new_tokens)
-
-
-def _named_path(value: str) -> tuple[str, str]:
-    name, sep, path = value.partition("=")
-    if not sep or not name or not path:
-        raise UsageError(f"--media takes NAME=PATH (e.g. depth=scan.png, imu=walk.npy), got {value!r}")
-    return name, path
 
 
 def cmd_export(args: argparse.Namespace) -> dict:
@@ -123,15 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N records only")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("chat", help="answer one prompt, streamed (media of any modality: --media NAME=PATH)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--image")
-    p.add_argument("--audio")
-    p.add_argument("--video")
-    p.add_argument("--media", action="append", default=[], metavar="NAME=PATH", help="any modality by name")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("prompt")
-    p.set_defaults(func=cmd_chat)
+    register_serving(sub)  # serve, chat
 
     p = sub.add_parser("export", help="write a transformers-native checkpoint")
     p.add_argument("--model", required=True)

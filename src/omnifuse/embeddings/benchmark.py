@@ -133,6 +133,14 @@ def index_speed(dim: int, n: int, out: Path, queries: int = 200) -> dict[str, fl
     }
 
 
+def pairs_once(folder: Path, n: int, seed: int, split: str, modalities, max_shapes: int = 2) -> dict[str, Any]:
+    """Write the pairs unless a previous run wrote the same number already (generation is deterministic)."""
+    data = folder / "data.jsonl"
+    if data.is_file() and sum(1 for _ in data.open()) == n:
+        return {"data": str(data)}
+    return write_caption_pairs(folder, n, seed, split, modalities, max_shapes)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/embeddings")
@@ -149,13 +157,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     out = Path(args.out)
     data = {
-        "train": write_caption_pairs(out / "train", args.train, args.seed, "train", ("image", "image", "audio")),
-        "test": write_caption_pairs(out / "test", args.candidates, args.seed, "test", ("image",)),
-        "single": write_caption_pairs(out / "single", 400, args.seed, "single", ("image",), max_shapes=1),
-        "audio": write_caption_pairs(out / "audio", 300, args.seed, "audio", ("audio",)),
+        "train": pairs_once(out / "train", args.train, args.seed, "train", ("image", "image", "audio")),
+        "test": pairs_once(out / "test", args.candidates, args.seed, "test", ("image",)),
+        "single": pairs_once(out / "single", 400, args.seed, "single", ("image",), max_shapes=1),
+        "audio": pairs_once(out / "audio", 300, args.seed, "audio", ("audio",)),
     }
     started = time.perf_counter()
-    trained = train(validate_recipe(benchmark_recipe(Path(data["train"]["data"]), out / "model", args.steps, args.seed)))
+    trained = train(
+        validate_recipe(benchmark_recipe(Path(data["train"]["data"]), out / "model", args.steps, args.seed))
+    )
     result: dict[str, Any] = {"task": "embeddings-benchmark", "steps": trained["steps"]}
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     embedder = Embedder.from_folder(out / "model")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,17 +96,20 @@ def cmd_index(args: argparse.Namespace) -> dict:
 
 
 def cmd_chat_rag(original, args: argparse.Namespace):
-    """`chat --rag INDEX`: retrieved items go into the prompt; the sources are printed after the answer."""
-    if not args.rag:
+    """`chat --rag INDEX "question"`: retrieved items go into the prompt; sources are printed after the answer."""
+    if not getattr(args, "rag", None):
         return original(args)
-    from omnifuse.embeddings.rag import chat_modalities, citations, rag_context, retrieve
+    from omnifuse.embeddings.rag import rag_chat
 
-    hits = retrieve(args.rag, args.prompt, k=args.rag_k)
-    print(f"retrieved {len(hits)} items from {args.rag}", file=sys.stderr)
-    args.prompt, media = rag_context(args.prompt, hits, chat_modalities(args.model))
-    args.media = list(args.media) + [f"{kind}={path}" for kind, path in media]
-    original(args)
-    print("\n" + citations(hits), flush=True)
+    if not args.prompt:
+        raise UsageError("chat --rag needs a question (the prompt)")
+    media = {flag: getattr(args, flag, None) for flag in MEDIA_FLAGS}
+    for value in args.media or ():
+        name, _, path = value.partition("=")
+        if not name or not path:
+            raise UsageError(f"--media takes NAME=PATH, got {value!r}")
+        media[name] = path
+    rag_chat(args.model, args.rag, args.prompt, media, k=args.rag_k, max_new_tokens=args.max_new_tokens)
     return None
 
 

@@ -11,7 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 Hit = dict[str, Any]
 
@@ -31,11 +32,11 @@ def rag_context(question: str, hits: list[Hit], modalities: set[str]) -> tuple[s
     return prompt, media
 
 
-def rag_messages(question: str, hits: list[Hit], modalities: set[str]) -> list[dict]:
-    """One user turn: the retrieved media parts, then the context block and the question."""
+def rag_messages(question: str, hits: list[Hit], modalities: set[str], own_parts: list[dict] = ()) -> list[dict]:
+    """One user turn: the retrieved media parts, the user's own media, then the context and the question."""
     prompt, media = rag_context(question, hits, modalities)
     parts = [{"type": kind, "path": path} for kind, path in media]
-    return [{"role": "user", "content": [*parts, {"type": "text", "text": prompt}]}]
+    return [{"role": "user", "content": [*parts, *own_parts, {"type": "text", "text": prompt}]}]
 
 
 def citations(hits: list[Hit]) -> str:
@@ -54,12 +55,25 @@ def retrieve(index_dir: str, question: str, k: int = 3) -> list[Hit]:
     return search_index(index_dir, question, k=k)
 
 
-def chat_modalities(model_dir: str) -> set[str]:
-    """Modality names the chat model reads (from its saved processor, without loading weights)."""
-    import json
-    from pathlib import Path
+def rag_chat(
+    model_dir: str,
+    index_dir: str,
+    question: str,
+    media: dict[str, str | None],
+    k: int = 3,
+    max_new_tokens: int = 64,
+    out: TextIO | None = None,
+) -> tuple[str, list[Hit]]:
+    """Retrieve, answer (streamed to `out`), then write the `Sources:` line. Returns (answer, hits)."""
+    from omnifuse.modeling.folder import load_omni_folder
+    from omnifuse.serving.chat import answer, media_parts
 
-    from omnifuse.processing.processor import PROCESSOR_FILE
-
-    path = Path(model_dir) / PROCESSOR_FILE
-    return set(json.loads(path.read_text()).get("modalities", {})) if path.is_file() else set()
+    out = out or sys.stdout
+    hits = retrieve(index_dir, question, k)
+    print(f"retrieved {len(hits)} items from {index_dir}", file=sys.stderr)
+    model, processor = load_omni_folder(model_dir)
+    messages = rag_messages(question, hits, set(processor.specs), media_parts(media))
+    reply = answer(model, processor, messages, out, max_new_tokens)
+    out.write("\n" + citations(hits) + "\n")
+    out.flush()
+    return reply, hits

@@ -149,8 +149,6 @@ class StageSection(Section):
     `projector.imu`, `language_model`; `encoders.depth` is accepted for `encoder.depth`)."""
 
     name: StageName
-    train: list[str] = Field(default_factory=list)
-    freeze: list[str] = Field(default_factory=list)
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: LearningRates = Field(default_factory=LearningRates)
@@ -161,6 +159,8 @@ class StageSection(Section):
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: int | None = Field(None, ge=1)
+    train: list[str] = Field(default_factory=list)
+    freeze: list[str] = Field(default_factory=list)
     contrastive: ContrastiveSection | None = Field(None, description="settings of a `contrastive` stage")
 
     @model_validator(mode="after")
