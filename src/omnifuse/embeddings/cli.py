@@ -113,6 +113,15 @@ def cmd_chat_rag(original, args: argparse.Namespace):
     return None
 
 
+def cmd_serve_rag(original, args: argparse.Namespace):
+    """`serve --rag-index INDEX` / `--embeddings-model DIR`: attach /v1/embeddings and the "rag" extension."""
+    if getattr(args, "rag_index", None) or getattr(args, "embeddings_model", None):
+        from omnifuse.embeddings.serving import RagService
+
+        args.rag_service = RagService.from_folders(args.rag_index, args.embeddings_model)
+    return original(args)
+
+
 def register(sub) -> None:
     """Add embed / classify / index, and `--rag` to an existing `chat` subcommand."""
     p = sub.add_parser("embed", help="L2-normalised vectors for texts and media (JSON line or --out .npy/.json)")
@@ -150,6 +159,12 @@ def register(sub) -> None:
     s.add_argument("--kind", help="only items of this kind (text, image, audio, ...)")
     for q in (b, a, d, s):
         q.set_defaults(func=cmd_index, items=[])
+
+    serve = sub.choices.get("serve")
+    if serve is not None:
+        serve.add_argument("--rag-index", help='an index for the chat requests\' "rag" extension')
+        serve.add_argument("--embeddings-model", help="a contrastive-trained folder for /v1/embeddings")
+        serve.set_defaults(func=functools.partial(cmd_serve_rag, serve.get_default("func")))
 
     chat = sub.choices.get("chat")
     if chat is not None:
