@@ -42,9 +42,12 @@ def tiny_parts():
 def make_embedder(model, processor, **settings) -> Embedder:
     import torch
 
+    from omnifuse.embeddings.towers import build_text_tower
+
     torch.manual_seed(0)
-    heads = heads_for(model, ContrastiveSection(**settings), model.config.text_config.hidden_size)
-    return Embedder(model, processor, heads)
+    section = ContrastiveSection(**settings)
+    tower = build_text_tower(section.text_tower, model, processor.tokenizer)
+    return Embedder(model, processor, heads_for(model, section, tower.hidden_size), tower)
 
 
 @pytest.fixture(scope="session")

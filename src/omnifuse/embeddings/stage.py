@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import zlib
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -53,7 +54,8 @@ def heads_for(model, settings: ContrastiveSection, text_dim: int) -> EmbeddingHe
     for name in sorted(model.config.modality_specs()):
         owner = model.config.encoder_spec_for(name)
         sizes[name] = probe_encoder(owner.encoder).hidden_size * owner.num_feature_layers
-    config = HeadsConfig(settings.dim, sizes, text_dim, settings.pooling, settings.loss, settings.text_tower)
+    tower = settings.text_tower if settings.text_tower == "lm" else str(Path(settings.text_tower).resolve())
+    config = HeadsConfig(settings.dim, sizes, text_dim, settings.pooling, settings.loss, tower)
     return EmbeddingHeads(config)
 
 
