@@ -9,11 +9,11 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from omnifuse.embeddings.cli import register as register_embeddings
-from omnifuse.errors import OmnifuseInputError, OutputPathError, UsageError
+from omnifuse.errors import OmnifuseInputError, UsageError
+from omnifuse.pretrained.cli import register as register_pretrained
 from omnifuse.serving.cli import register as register_serving
 
 EXIT_BAD_INPUT = 2
@@ -62,16 +62,16 @@ def cmd_export(args: argparse.Namespace) -> dict:
 
     if args.format != "llava":
         raise UsageError(f"unsupported export format {args.format!r}; supported: llava")
-    return {"task": "export", "format": "llava", **export_llava(args.model, args.out)}
+    return {"task": "export", "format": "llava", **export_llava(args.model, args.out, overwrite=args.overwrite)}
 
 
 def cmd_import(args: argparse.Namespace) -> dict:
     from omnifuse.interop.llava import import_llava
+    from omnifuse.safety.paths import check_output_dir
 
     if args.format != "llava":
         raise UsageError(f"unsupported import format {args.format!r}; supported: llava")
-    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
-        raise OutputPathError(f"--out {args.out} exists and is not an empty folder; choose a new folder")
+    check_output_dir(args.out, what="--out", protected=[args.model])
     model, processor = import_llava(args.model)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its files are replaced)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="turn a transformers LLaVA checkpoint into an omnifuse folder")
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
-    register_embeddings(sub)  # embed, classify, index; chat --rag
+    register_pretrained(sub)
+    register_embeddings(sub)  # embed, classify, index; chat --rag / serve --rag-index
     return parser
 
 

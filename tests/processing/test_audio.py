@@ -71,7 +71,7 @@ def test_duration_limit_checked_from_the_header(media, monkeypatch: pytest.Monke
 
 def test_duration_limit_checked_while_decoding(media, monkeypatch: pytest.MonkeyPatch) -> None:
     data = media.encode_tone("wav", "pcm_s16le", seconds=0.5)
-    monkeypatch.setattr(media_module, "_known_seconds", lambda container, stream: None)  # a header without duration
+    monkeypatch.setattr(media_module, "known_seconds", lambda container, stream: None)  # a header without duration
     with pytest.raises(MediaError, match="over the limit of 0.25 s"):
         load_audio(data, sampling_rate=16000, limits=MediaLimits(max_audio_seconds=0.25))
 

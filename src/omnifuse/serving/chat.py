@@ -18,6 +18,7 @@ from typing import TextIO
 from transformers import TextStreamer
 
 from omnifuse.modeling.folder import load_omni_folder
+from omnifuse.safety.limits import check_count
 
 PROMPT = "you> "
 
@@ -52,6 +53,7 @@ def build_messages(prompt: str, media: dict[str, str | None]) -> list[dict]:
 
 def answer(model, processor, messages: list[dict], out: TextIO, max_new_tokens: int = 64) -> str:
     """Generate the assistant's next turn for `messages`, streaming it to `out`; returns the text."""
+    check_count("max_new_tokens (--max-new-tokens)", max_new_tokens)
     inputs = processor.apply_chat_template(messages, add_generation_prompt=True)
     tok = processor.tokenizer
     streamer = _WriterStreamer(tok, out)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from omnifuse.embeddings.settings import ContrastiveSection
 from omnifuse.errors import OmnifuseInputError
+from omnifuse.safety.yaml_bounds import load_yaml_bounded, read_text_bounded
 
 StageName = Literal["align", "sft", "full", "contrastive"]
 
@@ -186,6 +187,7 @@ class Recipe(Section):
     data: DataSection
     stages: list[StageSection] = Field(min_length=1)
     output_dir: str
+    overwrite: bool = Field(False, description="allow a non-empty output_dir that is not this run's own output")
     seed: int = 0
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     distributed: str | None = Field(None, description="an accelerate config file (FSDP, DeepSpeed, ...)")
@@ -210,7 +212,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, source)
     except OSError as err:
         raise RecipeError(f"cannot read the recipe: {err.strerror or err}", source=source) from None
     data = parse_yaml(text, source)
@@ -221,7 +223,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def parse_yaml(text: str, source: str = "") -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml_bounded(text, source)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
@@ -258,7 +260,7 @@ def apply_override(data: dict[str, Any], override: str, source: str = "") -> Non
 def _yaml_value(raw: str) -> Any:
     # YAML 1.1 reads "1e-3" as a string; pydantic turns it into a float where a float is expected.
     try:
-        return yaml.safe_load(raw)
+        return load_yaml_bounded(raw, "override")
     except yaml.YAMLError:
         return raw
 
