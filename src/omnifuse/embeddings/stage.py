@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 
 from omnifuse.embeddings.embed import Embedder
 from omnifuse.embeddings.heads import EmbeddingHeads, HeadsConfig, save_heads
@@ -127,7 +128,8 @@ def run_contrastive_stage(run, model, index: int):
     sr = StageRun(index, stage, plan, prepared, optimizer, scheduler)
     if resuming:
         ckpt.load_training_states(run.accelerator, run.resume_from, sr.model, sr.optimizer, sr.scheduler)
-        ckpt.restore_rng_states(run.resume_from / f"rng-{run.accelerator.process_index}.pt")
+        if not ckpt.restore_rng_states(ckpt.rng_file(run.resume_from, run.accelerator.process_index)):
+            set_seed(run.recipe.seed + state.global_step + run.accelerator.process_index)
         run.resume_from = None
     run.monitor.start_stage(title, plan.total_steps, state.stage_step)
     collator = ContrastiveCollator(run.processor, cache=run.recipe.data.cache_media)
