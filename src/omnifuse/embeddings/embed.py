@@ -99,7 +99,7 @@ def embed(model: nn.Module, processor, items: list[Item], heads: EmbeddingHeads 
 
     `heads` defaults to `model.embedding_heads` (set by `load_heads` users) and must be given otherwise.
     """
-    heads = heads or getattr(model, "embedding_heads", None)
+    heads = heads if heads is not None else getattr(model, "embedding_heads", None)
     if heads is None:
         raise UsageError("no embedding heads: pass heads=load_heads(folder)")
     return Embedder(model, processor, heads).eval().embed(items, **kw)
