@@ -1,5 +1,6 @@
 """The `contrastive` recipe stage through the trainer: heads saved beside the model, resume, recipe checks."""
 
+import json
 import shutil
 
 import pytest
@@ -8,6 +9,7 @@ from safetensors.torch import load_file
 
 from omnifuse.embeddings.embed import Embedder
 from omnifuse.embeddings.heads import HEADS_WEIGHTS
+from omnifuse.embeddings.pairs import PairError
 from omnifuse.training.recipe import RecipeError, validate_recipe
 from omnifuse.training.trainer import train
 
@@ -64,3 +66,11 @@ def test_recipe_checks_for_the_contrastive_block(pairs, tmp_path):
     wrong["stages"][0] |= {"name": "align", "contrastive": {"loss": "clip"}}
     with pytest.raises(RecipeError, match="belong to a stage named contrastive"):
         validate_recipe(wrong)
+
+
+def test_records_that_are_not_caption_pairs_stop_before_training(tmp_path):
+    data = tmp_path / "text.jsonl"
+    turn = {"messages": [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "5"}]}
+    data.write_text(json.dumps(turn) + "\n")
+    with pytest.raises(PairError, match=r"text.jsonl:1: a contrastive record needs a medium"):
+        train(validate_recipe(recipe(data, tmp_path / "run")))

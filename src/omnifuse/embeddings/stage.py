@@ -23,7 +23,7 @@ from accelerate.utils import set_seed
 from omnifuse.embeddings.embed import Embedder
 from omnifuse.embeddings.heads import EmbeddingHeads, HeadsConfig, save_heads
 from omnifuse.embeddings.loss import contrastive_loss
-from omnifuse.embeddings.pairs import ContrastiveCollator
+from omnifuse.embeddings.pairs import ContrastiveCollator, record_pair
 from omnifuse.embeddings.settings import ContrastiveSection
 from omnifuse.embeddings.towers import build_text_tower
 from omnifuse.modeling.encoders import probe_encoder
@@ -111,6 +111,8 @@ def run_contrastive_stage(run, model, index: int):
     from omnifuse.training.trainer import StageRun, advance, after_step
 
     stage, state = run.recipe.stages[index], run.state
+    for record in run.train_set.records:  # every record must be a (medium, caption) pair, before step 1
+        record_pair(record.messages, record.source)
     resuming = run.resume_from is not None and state.stage == index
     if not resuming:
         state.stage, state.epoch, state.step_in_epoch, state.stage_step = index, 0, 0, 0
