@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omnifuse.bench.cli import register as register_bench
+from omnifuse.embeddings.cli import register as register_embeddings
 from omnifuse.errors import OmnifuseInputError, UsageError
 from omnifuse.pretrained.cli import register as register_pretrained
 from omnifuse.serving.cli import register as register_serving
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
     register_pretrained(sub)
     register_bench(sub)
+    register_embeddings(sub)  # embed, classify, index; chat --rag / serve --rag-index
     return parser
 
 

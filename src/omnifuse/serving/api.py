@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -57,6 +58,7 @@ class ServingState:
     inflight: int = 0
     # transformers' fast tokenizers flip a backend flag while encoding: one encoder at a time.
     encode_lock: threading.Lock = field(default_factory=threading.Lock)
+    rag: Any = None  # an omnifuse.embeddings.serving.RagService: /v1/embeddings and the "rag" extension
 
 
 def error_for_event(event: EngineEvent) -> APIError:
@@ -68,10 +70,12 @@ def error_for_event(event: EngineEvent) -> APIError:
     return APIError(500, "internal error while generating; see the server log", type="server_error")
 
 
-def prepare_prompt(state: ServingState, request: ChatCompletionRequest):
+def prepare_prompt(state: ServingState, request: ChatCompletionRequest, hits: list | None = None):
     """Fetch and decode the media, render and tokenize the prompt (runs in a worker thread)."""
     raw = [m.model_dump(exclude_none=True) for m in request.messages]
     messages = convert_messages(raw, state.processor.modality_for, state.policy, state.limits)
+    if hits is not None:  # retrieved items (the operator's index files) join after the request's own checks
+        messages = state.rag.augment(messages, hits, set(state.processor.specs))
     try:
         with state.encode_lock:
             return state.processor.encode_conversation(messages, add_generation_prompt=True)
@@ -181,7 +185,8 @@ async def chat_completions(http: Request) -> Response:
                 param="model",
                 code="model_not_found",
             )
-        sample = await run_in_threadpool(prepare_prompt, state, request)
+        hits = await run_in_threadpool(state.rag.retrieve_for, request) if state.rag is not None else None
+        sample = await run_in_threadpool(prepare_prompt, state, request, hits)
         params = sampling_params(state, request, len(sample.input_ids))
         handle, queue = _submit(state, sample, params, request.stream)
         cid = completion_id()
@@ -200,7 +205,7 @@ async def chat_completions(http: Request) -> Response:
         body = completion_body(
             cid, state.model_name, text, event.finish_reason, event.prompt_tokens, event.completion_tokens
         )
-        return JSONResponse(body)
+        return JSONResponse(body | ({"rag": {"sources": hits}} if hits is not None else {}))
     finally:
         if not streaming:
             state.inflight -= 1
@@ -226,6 +231,8 @@ def create_app(state: ServingState, api_key: str | None = None):
         return JSONResponse(body, status_code=500)
 
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    if state.rag is not None:
+        state.rag.add_routes(app, state)  # /v1/embeddings
 
     @app.get("/v1/models")
     async def models() -> dict:

@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         default_max_tokens=args.default_max_tokens,
         media_cache_items=args.media_cache_items,
+        rag=getattr(args, "rag_service", None),  # set by the embeddings package's --rag-index flag
         **_name(args),
     )
     print(

@@ -56,6 +56,7 @@ class OmniServer:
         default_max_tokens: int = 256,
         media_cache_items: int = 256,
         grace_seconds: float = 30.0,
+        rag=None,
     ) -> None:
         limits = limits or ServerLimits()
         processor = copy.copy(processor)  # the server's own limits, without changing the caller's processor
@@ -72,6 +73,7 @@ class OmniServer:
             policy or FetchPolicy(),
             metrics,
             default_max_tokens=default_max_tokens,
+            rag=rag,
         )
         self.app = create_app(self.state, api_key=api_key)
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

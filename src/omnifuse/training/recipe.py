@@ -23,10 +23,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from omnifuse.embeddings.settings import ContrastiveSection
 from omnifuse.errors import OmnifuseInputError
 from omnifuse.safety.yaml_bounds import load_yaml_bounded, read_text_bounded
 
-StageName = Literal["align", "sft", "full"]
+StageName = Literal["align", "sft", "full", "contrastive"]
 
 
 class RecipeError(OmnifuseInputError):
@@ -161,6 +162,7 @@ class StageSection(Section):
     eval_every: int | None = Field(None, ge=1)
     train: list[str] = Field(default_factory=list)
     freeze: list[str] = Field(default_factory=list)
+    contrastive: ContrastiveSection | None = Field(None, description="settings of a `contrastive` stage")
 
     @model_validator(mode="after")
     def _check(self) -> StageSection:
@@ -168,6 +170,10 @@ class StageSection(Section):
             raise ValueError("give `epochs` or `max_steps` (max_steps caps epochs when both are set)")
         if self.lora is not None and self.name == "align":
             raise ValueError("align trains the projectors only; LoRA adapts the language model (use sft or full)")
+        if self.name == "contrastive" and (self.lora is not None or self.eval_every is not None):
+            raise ValueError("a contrastive stage takes neither `lora` nor `eval_every`")
+        if self.contrastive is not None and self.name != "contrastive":
+            raise ValueError("`contrastive:` settings belong to a stage named contrastive")
         return self
 
 

@@ -196,6 +196,10 @@ def check_same_recipe(recipe: Recipe, folder: Path) -> None:
 def run_stage(run: Run, model: OmniForConditionalGeneration, index: int) -> OmniForConditionalGeneration:
     """Set stage `index` up (or restore it from a checkpoint), train it, and return the plain model."""
     stage, state = run.recipe.stages[index], run.state
+    if stage.name == "contrastive":  # the embedding heads' stage: its own step, same plan/checkpoints
+        from omnifuse.embeddings.stage import run_contrastive_stage
+
+        return run_contrastive_stage(run, model, index)
     resuming = run.resume_from is not None and state.stage == index
     if not resuming:
         state.stage, state.epoch, state.step_in_epoch, state.stage_step = index, 0, 0, 0
