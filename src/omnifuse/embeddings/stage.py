@@ -28,7 +28,7 @@ from omnifuse.embeddings.settings import ContrastiveSection
 from omnifuse.embeddings.towers import build_text_tower
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.training import checkpoint as ckpt
-from omnifuse.training.loop import StepMetrics, rank_loader
+from omnifuse.training.loop import StepMetrics, apply_update, rank_loader
 from omnifuse.training.monitor import log
 from omnifuse.training.schedule import StagePlan, make_scheduler
 from omnifuse.training.stages import describe_trainable, lr_group, trained_parts
@@ -95,12 +95,7 @@ def contrastive_step(accelerator: Accelerator, model, optimizer, scheduler, micr
             loss = model(batch["items"], batch["texts"]) * (world / len(micro))  # DDP averages over ranks
             accelerator.backward(loss)
         loss_sum += loss.detach()
-    grad_norm = None
-    if max_grad_norm is not None:
-        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    grad_norm = apply_update(accelerator, model, optimizer, scheduler, max_grad_norm)
     items = torch.tensor(float(sum(len(b["texts"]) for b in micro)), device=accelerator.device)
     mean_loss = float(accelerator.reduce(loss_sum, "sum")) / world
     return StepMetrics(mean_loss, int(accelerator.reduce(items, "sum")), 0, grad_norm)

@@ -92,12 +92,7 @@ def optimizer_step(
             loss = token_loss_sum(model, batch, accelerator.device) * scale
             accelerator.backward(loss)
         loss_sum += loss.detach()
-    grad_norm = None
-    if max_grad_norm is not None:
-        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    grad_norm = apply_update(accelerator, model, optimizer, scheduler, max_grad_norm)
     mean_loss = float(accelerator.reduce(loss_sum, "mean"))
     return StepMetrics(mean_loss, tokens, supervised, grad_norm)
 
@@ -139,4 +134,25 @@ def evaluate(
     return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
-__all__ = ["StepMetrics", "evaluate", "optimizer_step", "rank_loader", "supervised_tokens", "token_loss_sum"]
+
+
+def apply_update(accelerator, model, optimizer, scheduler, max_grad_norm: float | None) -> float | None:
+    """Clip (when asked), step the optimizer and the schedule, clear the gradients; returns the clipped norm."""
+    grad_norm = None
+    if max_grad_norm is not None:
+        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+__all__ = [
+    "StepMetrics",
+    "apply_update",
+    "evaluate",
+    "optimizer_step",
+    "rank_loader",
+    "supervised_tokens",
+    "token_loss_sum",
+]
