@@ -49,7 +49,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "omnifuse synth: --n must be positive, got 0"
     assert main(["eval", "--model", str(tmp_path / "nope"), "--data", "x.jsonl"]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    assert "nope is not a folder" in capsys.readouterr().err
 
 
 def test_eval_and_chat_on_a_saved_model(saved_model, tmp_path, capsys):
@@ -90,7 +90,7 @@ def test_user_errors_of_every_command_exit_2_with_a_json_error_line(tmp_path, ca
         ("export", "--model", str(llava), "--out", str(tmp_path / "e")): "import_llava",
         ("import", "--model", str(tmp_path), "--out", str(tmp_path / "i")): "no config.json",
         ("import", "--model", str(llava), "--out", str(tmp_path / "i")): "no loadable LLaVA processor",
-        ("import", "--model", str(llava), "--out", str(llava)): "not an empty folder",
+        ("import", "--model", str(llava), "--out", str(llava)): "would write over the model it reads",
         ("train", str(recipe)): "import_llava",
         ("train", str(tmp_path / "missing.yaml")): "cannot read the recipe",
     }

@@ -1,10 +1,14 @@
 """omnifuse: compose modality encoders with causal LMs; process, train, evaluate, serve and export."""
 
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from omnifuse.pretrained.timm_support import prepare_torchvision
 
-from omnifuse.config import ModalitySpec, OmniConfig
-from omnifuse.modeling.model import OmniForConditionalGeneration
-from omnifuse.processing.processor import OmniProcessor
+prepare_torchvision()  # before transformers: lets a CUDA-only PyPI torchvision import beside CPU torch (for timm)
+
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor  # noqa: E402
+
+from omnifuse.config import ModalitySpec, OmniConfig  # noqa: E402
+from omnifuse.modeling.model import OmniForConditionalGeneration  # noqa: E402
+from omnifuse.processing.processor import OmniProcessor  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -9,10 +9,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from omnifuse.errors import OmnifuseInputError, OutputPathError, UsageError
+from omnifuse.bench.cli import register as register_bench
+from omnifuse.embeddings.cli import register as register_embeddings
+from omnifuse.errors import OmnifuseInputError, UsageError
+from omnifuse.pretrained.cli import register as register_pretrained
+from omnifuse.serving.cli import register as register_serving
 
 EXIT_BAD_INPUT = 2
 
@@ -55,36 +58,21 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     return {"task": "eval", **result}
 
 
-def cmd_chat(args: argparse.Namespace) -> None:
-    from omnifuse.evaluation.chat import chat
-
-    media = [(name, path) for name, path in (("image", args.image), ("audio", args.audio), ("video", args.video))]
-    media += [_named_path(value) for value in args.media]
-    chat(args.model, args.prompt, [(name, path) for name, path in media if path], max_new_tokens=args.max_new_tokens)
-
-
-def _named_path(value: str) -> tuple[str, str]:
-    name, sep, path = value.partition("=")
-    if not sep or not name or not path:
-        raise UsageError(f"--media takes NAME=PATH (e.g. depth=scan.png, imu=walk.npy), got {value!r}")
-    return name, path
-
-
 def cmd_export(args: argparse.Namespace) -> dict:
     from omnifuse.interop.llava import export_llava
 
     if args.format != "llava":
         raise UsageError(f"unsupported export format {args.format!r}; supported: llava")
-    return {"task": "export", "format": "llava", **export_llava(args.model, args.out)}
+    return {"task": "export", "format": "llava", **export_llava(args.model, args.out, overwrite=args.overwrite)}
 
 
 def cmd_import(args: argparse.Namespace) -> dict:
     from omnifuse.interop.llava import import_llava
+    from omnifuse.safety.paths import check_output_dir
 
     if args.format != "llava":
         raise UsageError(f"unsupported import format {args.format!r}; supported: llava")
-    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
-        raise OutputPathError(f"--out {args.out} exists and is not an empty folder; choose a new folder")
+    check_output_dir(args.out, what="--out", protected=[args.model])
     model, processor = import_llava(args.model)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
@@ -122,20 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N records only")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("chat", help="answer one prompt, streamed (media of any modality: --media NAME=PATH)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--image")
-    p.add_argument("--audio")
-    p.add_argument("--video")
-    p.add_argument("--media", action="append", default=[], metavar="NAME=PATH", help="any modality by name")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("prompt")
-    p.set_defaults(func=cmd_chat)
+    register_serving(sub)  # serve, chat
 
     p = sub.add_parser("export", help="write a transformers-native checkpoint")
     p.add_argument("--model", required=True)
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its files are replaced)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="turn a transformers LLaVA checkpoint into an omnifuse folder")
@@ -143,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="llava")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
+    register_pretrained(sub)
+    register_bench(sub)
+    register_embeddings(sub)  # embed, classify, index; chat --rag / serve --rag-index
     return parser
 
 

@@ -244,3 +244,15 @@ def test_streaming_dataset_splits_workers_and_ranks_exactly_once(ds_dir: Path, a
 def test_streaming_dataset_rejects_bad_rank():
     with pytest.raises(ValueError, match=r"rank must be in \[0, world_size=2\), got 2"):
         StreamingMessagesDataset("x.jsonl", rank=2, world_size=2)
+
+
+def test_a_record_over_the_byte_limit_is_one_skip(tmp_path: Path, monkeypatch):
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    big = {"messages": [{"role": "user", "content": "q" * 5000}, {"role": "assistant", "content": "a"}]}
+    monkeypatch.setenv("OMNIFUSE_MAX_RECORD_BYTES", "1000")
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in (good, big, good)) + "\n")
+    (tmp_path / "d.json").write_text(json.dumps([good, big, good]))
+    for name in ("d.jsonl", "d.json"):
+        records, report = validate_dataset(tmp_path / name)
+        assert len(records) == 2 and len(report.skipped) == 1
+        assert "over the limit of 1000 (OMNIFUSE_MAX_RECORD_BYTES)" in report.skipped[0].reason

@@ -52,3 +52,27 @@ def test_exact_match_per_question_type():
     assert result["predictions"][1] == "red"
     table = format_table(result["per_question"], {"color": 0.125})
     assert "color" in table and "50.00%" in table and "0.12" in table
+
+
+def test_records_that_cannot_be_encoded_are_skipped_and_named():
+    from omnifuse import OmniProcessor
+
+    tok = build_bpe_tokenizer(["red blue"], vocab_size=280)
+    processor = OmniProcessor(tok, modalities={})
+    bad = [{"role": "user", "content": [{"type": "image", "path": "x.png"}]}]  # no image encoder here
+    items = [EvalItem(bad, "red", "color", "d.jsonl:1"), EvalItem(conversation("c?", "red")[:1], "red", "color")]
+    result = evaluate(ScriptedModel(tok, ["red"]), processor, items, batch_size=4)
+    assert result["accuracy"] == 1.0 and result["evaluated"] == 1 and result["skipped"] == 1
+    assert result["skips"][0].startswith("d.jsonl:1: image") and result["predictions"] == [None, "red"]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_must_be_positive(batch_size):
+    from omnifuse import OmniProcessor
+    from omnifuse.errors import UsageError
+
+    processor = OmniProcessor(build_bpe_tokenizer(["a"], vocab_size=280), modalities={})
+    with pytest.raises(UsageError, match="batch_size"):
+        evaluate(None, processor, [], batch_size=batch_size)
+    with pytest.raises(UsageError, match="no records to evaluate"):
+        evaluate(None, processor, [], batch_size=1)

@@ -71,7 +71,7 @@ def test_duration_limit_checked_from_the_header(media, monkeypatch: pytest.Monke
 
 def test_duration_limit_checked_while_decoding(media, monkeypatch: pytest.MonkeyPatch) -> None:
     data = media.encode_tone("wav", "pcm_s16le", seconds=0.5)
-    monkeypatch.setattr(media_module, "_known_seconds", lambda container, stream: None)  # a header without duration
+    monkeypatch.setattr(media_module, "known_seconds", lambda container, stream: None)  # a header without duration
     with pytest.raises(MediaError, match="over the limit of 0.25 s"):
         load_audio(data, sampling_rate=16000, limits=MediaLimits(max_audio_seconds=0.25))
 
@@ -256,3 +256,14 @@ def test_file_to_features_end_to_end(media) -> None:
     features, mask = audio_to_windows(load_audio(data, sampling_rate=16000), ONE_SECOND)
     assert features.shape == (1, 80, 100) and int(mask.sum()) == 100
     assert int(features[0].mean(dim=1).argmax()) == 26  # the 1 kHz bin worked out above
+
+
+@pytest.mark.parametrize("n_samples", [1, 200, 399, 401, 5000, 15000, 15439, 15440, 15600, 15999, 16000, 16001, 40000])
+def test_short_windows_skip_the_silent_frames_with_the_same_features(n_samples: int) -> None:
+    # Only frames touching real samples are transformed; the all-padding frames get their constant.
+    wave = (0.1 * np.random.default_rng(n_samples).standard_normal(n_samples)).astype(np.float32)
+    features, _ = audio_to_windows(wave, ONE_SECOND)
+    padded = np.zeros(features.shape[0] * 16000, np.float32)
+    padded[:n_samples] = wave
+    full = audio_module._log_mel_batch(torch.from_numpy(padded.reshape(-1, 16000)), ONE_SECOND)
+    assert (features - full).abs().max().item() <= 1e-6

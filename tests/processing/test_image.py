@@ -15,10 +15,12 @@ from transformers.image_utils import PILImageResampling
 
 from omnifuse.processing import image as image_module
 from omnifuse.processing.image import (
+    RESAMPLE,
     ImageSettings,
     choose_tile_grid,
     count_crops,
     image_to_crops,
+    normalize_views,
     to_transformers_image_processor,
 )
 
@@ -161,3 +163,13 @@ def test_transformers_processor_saves_and_reloads(tmp_path: Path) -> None:
     image = _noise_image(33, 21)
     expected = reloaded(images=image, return_tensors="pt")["pixel_values"][0]
     assert (image_to_crops(image, settings)[0] - expected).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("resample", sorted(RESAMPLE))
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
+def test_pixels_are_bit_identical_to_transformers(mode: str, resample: str) -> None:
+    # normalize_views tabulates transformers' rescale + normalize; the floats must be the very same.
+    image = _noise_image(70, 45).convert(mode)
+    settings = ImageSettings(size=20, mean=CLIP_MEAN, std=CLIP_STD, resample=resample)
+    expected = to_transformers_image_processor(settings)(images=image, return_tensors="pt")["pixel_values"]
+    assert torch.equal(normalize_views([image], settings), expected)

@@ -314,3 +314,18 @@ def test_corrupt_unsupported_and_empty_images(data: bytes | str, reason: str, pn
     with pytest.raises(MediaError, match=reason) as info:
         load_image(write_file("bad.png", data), item="sample 7")
     assert (info.value.kind, info.value.item) == ("image", "sample 7")
+
+
+def test_deep_float_images_with_nan_are_refused_like_arrays():
+    pixels = np.full((8, 8), 0.25, np.float32)
+    pixels[0, 0] = np.nan
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="F").save(buffer, format="TIFF")
+    with pytest.raises(MediaError, match=r"image \(part 1\): pixel values contain NaN or infinity"):
+        load_image(buffer.getvalue(), item="part 1")
+
+
+def test_text_limit_is_part_of_media_limits():
+    assert MediaLimits().max_text_chars == 1_000_000
+    with pytest.raises(ValueError, match="max_text_chars must be positive"):
+        MediaLimits(max_text_chars=0)

@@ -123,7 +123,7 @@ def test_media_errors_name_the_item(bundle, tmp_path):
         processor.apply_chat_template([user(text("look"), {"type": "image", "path": str(broken)})])
     with pytest.raises(MediaError, match="image part has no source"):
         processor.apply_chat_template([user({"type": "image"})])
-    with pytest.raises(ModalityError, match=r"\(message 0, part 0\) of type 'hologram': this model has no 'hologram'"):
+    with pytest.raises(ModalityError, match=r"^hologram \(message 0, part 0\): this model has no 'hologram'"):
         processor.apply_chat_template([user({"type": "hologram"})])
 
 

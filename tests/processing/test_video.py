@@ -111,7 +111,7 @@ def test_limits_fail_before_decoding(limits: MediaLimits, reason: str, clip_mp4:
 
 def test_limits_are_also_enforced_while_decoding(clip_mp4: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     # A container that reports neither duration nor frame count must still stop at the limits.
-    monkeypatch.setattr(media_module, "_known_seconds", lambda container, stream: None)
+    monkeypatch.setattr(media_module, "known_seconds", lambda container, stream: None)
     with pytest.raises(MediaError, match=r"1\.1 s long, over the limit of 1 s"):
         load_video(clip_mp4, num_frames=20, limits=MediaLimits(max_video_seconds=1.0))
     monkeypatch.setattr(media_module, "_probe_video", lambda *args: (10.0, 5))

@@ -90,7 +90,7 @@ def test_loading_restores_model_optimizer_scheduler_and_rng_exactly(tmp_path, ac
     expected = {k: v.clone() for k, v in tiny.model.state_dict().items()}, tiny.scheduler.get_last_lr()
     other = Tiny(accelerator, seed=1)
     ckpt.load_training_states(accelerator, folder, other.model, other.optimizer, other.scheduler)
-    assert ckpt.restore_rng_states(folder / "rng-0.pt")
+    assert ckpt.restore_rng_states(ckpt.rng_file(folder, 0))
     assert (random.random(), np.random.rand()) == expected_draws[:2] and torch.equal(torch.rand(3), expected_draws[2])
     other.step()  # the same random batch as `tiny` drew after its save
     assert all(torch.equal(v, other.model.state_dict()[k]) for k, v in expected[0].items())

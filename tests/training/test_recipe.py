@@ -109,7 +109,7 @@ def test_bad_overrides_are_recipe_errors(override, fragment):
     ("override", "path", "fragment"),
     [
         ("stages.0.batch_size=eight", "stages.0.batch_size", "valid integer"),
-        ("stages.0.name=pretrain", "stages.0.name", "'align', 'sft' or 'full'"),
+        ("stages.0.name=pretrain", "stages.0.name", "'align', 'sft', 'full' or 'contrastive'"),
         ("stages.0.warmup_ratio=1.5", "stages.0.warmup_ratio", "less than 1"),
         ("stages.1.lora.r=0", "stages.1.lora.r", "greater than or equal to 1"),
         ("dtype=float64", "dtype", "'auto', 'float32' or 'bfloat16'"),

@@ -34,6 +34,7 @@ from omnifuse.data.formats import (
     validate_record,
 )
 from omnifuse.data.media_paths import resolve_media_paths
+from omnifuse.safety.limits import RECORD_BYTES_ENV, bounded_lines, max_record_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +139,13 @@ def _first_char(path: Path) -> str:
 
 def _iter_jsonl(path: Path, base_dir: Path, root: Path) -> Iterator[_RawItem]:
     # Bytes, decoded per line, so one bad line becomes one Skip rather than ending the file.
+    max_bytes = max_record_bytes()
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        for lineno, raw in bounded_lines(fh, max_bytes):
             source = f"{path}:{lineno}"
+            if isinstance(raw, int):
+                yield _RawItem(source, _too_large(raw, max_bytes), base_dir, root)
+                continue
             try:
                 text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
@@ -148,6 +153,10 @@ def _iter_jsonl(path: Path, base_dir: Path, root: Path) -> Iterator[_RawItem]:
                 continue
             if text.strip():
                 yield _RawItem(source, _parse_json(text), base_dir, root)
+
+
+def _too_large(size: int, max_bytes: int) -> DatasetFormatError:
+    return DatasetFormatError(f"the record is {size} bytes, over the limit of {max_bytes} ({RECORD_BYTES_ENV})")
 
 
 def _parse_json(text: str) -> Any:
@@ -181,7 +190,8 @@ def _iter_json_list(path: Path, base_dir: Path, root: Path) -> Iterator[_RawItem
             error = DatasetFormatError(f"invalid JSON: {reason}; the rest of the file is unread")
             yield _RawItem(source, error, base_dir, root)
             return
-        yield _RawItem(source, value, base_dir, root)
+        too_large = end - pos > max_record_bytes()  # characters, a lower bound on the bytes
+        yield _RawItem(source, _too_large(end - pos, max_record_bytes()) if too_large else value, base_dir, root)
         index += 1
         pos = _WHITESPACE.match(text, end).end()
         closed = text.startswith("]", pos)

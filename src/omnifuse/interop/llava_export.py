@@ -29,7 +29,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, LlavaConfig, LlavaProcessor, PreTrainedConfig
 
 from omnifuse.config import ModalitySpec, OmniConfig
-from omnifuse.errors import OmnifuseInputError
+from omnifuse.errors import OmnifuseInputError, OutputPathError
 from omnifuse.interop.fusion_checks import fusion_problems, mixture_names
 from omnifuse.modeling.encoders import probe_encoder
 from omnifuse.modeling.folder import check_omni_folder, is_adapter_folder, load_omni_folder
@@ -37,6 +37,8 @@ from omnifuse.modeling.model import OmniForConditionalGeneration, check_omnifuse
 from omnifuse.modeling.tokens import unit_token_count
 from omnifuse.processing.image import to_transformers_image_processor
 from omnifuse.processing.processor import PROCESSOR_FILE, OmniProcessor
+from omnifuse.safety.model_files import check_model_folder_files
+from omnifuse.safety.paths import check_output_dir, make_output_dir
 
 LLAVA_VISION_TOWERS = ("clip_vision_model", "siglip_vision_model")
 # Activations known to both transformers' ACT2FN and vLLM's get_act_fn (the projector runs in both).
@@ -272,13 +274,18 @@ def llava_processor(processor: OmniProcessor, name: str, spec: ModalitySpec) -> 
 
 # -- export --
 def export_llava(
-    model_dir_or_model: str | Path | nn.Module, out_dir: str | Path, processor: OmniProcessor | None = None
+    model_dir_or_model: str | Path | nn.Module,
+    out_dir: str | Path,
+    processor: OmniProcessor | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write `out_dir` as a transformers LLaVA folder: config.json, safetensors, processor and tokenizer files.
 
     `model_dir_or_model` is a folder saved by omnifuse (its processor is loaded from it too), a LoRA
     adapter folder written by training (merged into its base), or a model; a peft model has its LoRA
-    merged first (in place). Raises `ExportError` listing every incompatibility.
+    merged first (in place). Raises `ExportError` listing every incompatibility, `FolderError` for an
+    incomplete model folder and `OutputPathError` for an output folder that is unsafe or not empty
+    (unless `overwrite`); nothing is written before those checks pass.
     `AutoModelForImageTextToText` / `AutoProcessor` load the result with no omnifuse import.
 
     Example:
@@ -286,8 +293,12 @@ def export_llava(
         {'format': 'llava', 'out_dir': 'runs/demo/llava', 'vision_tower': 'siglip_vision_model', ...}
     """
     out = Path(out_dir)
-    if isinstance(model_dir_or_model, (str, Path)) and out.resolve() == Path(model_dir_or_model).resolve():
-        raise ValueError(f"out_dir {out} is the model folder itself; export into a new folder")
+    reads = [model_dir_or_model] if isinstance(model_dir_or_model, (str, Path)) else []
+    for folder in reads:
+        if Path(folder).is_dir() and not is_adapter_folder(folder):
+            check_omnifuse_config(folder)  # a LLaVA folder is named as such (import it), not as incomplete
+        check_model_folder_files(folder, need_processor=processor is None)
+    target = check_output_dir(out, what="--out", overwrite=overwrite, protected=reads)
     model, processor = _load_for_export(model_dir_or_model, processor)
     model, merged = _merge_lora(model)
     problems = check_llava_compatible(model)
@@ -295,16 +306,13 @@ def export_llava(
         raise ExportError(problems)
     name, spec = _image_modality(model.config)
     _check_processor(processor, name, spec)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(target, f"--out {out}")
     state, keep_tie = llava_state_dict(model)
     config = llava_config(model, keep_tie)
-    config.save_pretrained(out)
-    files = write_safetensors(state, out)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(out)
-    hf_processor = llava_processor(processor, name, spec)
-    hf_processor.save_pretrained(out)
-    hf_processor.image_processor.save_pretrained(out)  # preprocessor_config.json, for tools that read only it
+    try:
+        files = _write_export(model, processor, config, state, out, (name, spec))
+    except PermissionError as err:
+        raise OutputPathError(f"--out {out}: cannot write ({err.strerror}: {err.filename})") from None
     return {
         "format": "llava",
         "out_dir": str(out),
@@ -319,6 +327,17 @@ def export_llava(
         "lora_merged": merged,
         "weight_files": files,
     }
+
+
+def _write_export(model, processor, config, state, out: Path, image: tuple[str, ModalitySpec]) -> list[str]:
+    config.save_pretrained(out)
+    files = write_safetensors(state, out)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out)
+    hf_processor = llava_processor(processor, *image)
+    hf_processor.save_pretrained(out)
+    hf_processor.image_processor.save_pretrained(out)  # preprocessor_config.json, for tools that read only it
+    return files
 
 
 def _load_for_export(source: Any, processor: OmniProcessor | None) -> tuple[nn.Module, OmniProcessor]:

@@ -17,7 +17,8 @@ import torch
 
 from omnifuse.errors import FolderError
 from omnifuse.modeling.model import OmniForConditionalGeneration, check_omnifuse_config
-from omnifuse.processing.processor import PROCESSOR_FILE, OmniProcessor
+from omnifuse.processing.processor import OmniProcessor
+from omnifuse.safety.model_files import check_model_folder_files
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -37,8 +38,7 @@ def check_omni_folder(folder: str | Path) -> Path:
         if not (folder / "config.json").exists():
             raise FolderError(f"{folder}: no config.json here; pass a folder written by save_pretrained")
         check_omnifuse_config(folder)
-    if not (folder / PROCESSOR_FILE).exists():
-        raise FolderError(f"{folder}: no {PROCESSOR_FILE} (the processor); save it with OmniProcessor.save_pretrained")
+    check_model_folder_files(folder, what="model folder")  # weights, processor, tokenizer, readable JSON
     return folder
 
 

@@ -38,7 +38,7 @@ def check_omnifuse_config(folder: str | Path) -> None:
     try:
         model_type = json.loads(path.read_text()).get("model_type")
     except (OSError, ValueError) as err:
-        raise FolderError(f"{path}: unreadable config ({err})") from None
+        raise FolderError(f"{path}: not valid JSON ({' '.join(str(err).split())[:120]})") from None
     if model_type == "omnifuse":
         return
     hint = (

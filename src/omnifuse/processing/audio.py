@@ -88,6 +88,46 @@ def _log_mel_batch(windows: torch.Tensor, settings: AudioSettings) -> torch.Tens
     return (torch.maximum(log_mel, peak - 8.0) + 4.0) / 4.0
 
 
+def _log_mel_windows(windows: torch.Tensor, valid_samples: list[int], settings: AudioSettings) -> torch.Tensor:
+    """`_log_mel_batch` of zero-padded windows, transforming only the frames that touch real samples.
+
+    A frame whose STFT span lies wholly in the zero padding has power 0, so its log-mel is the
+    floor log10(1e-10) clipped to the window's peak - 8: a constant. A short clip in a 30 s window
+    then costs its own length, not 30 s, and the output equals the full transform's.
+    """
+    frames = settings.frames_per_window
+    out = torch.empty(windows.shape[0], settings.n_mels, frames)
+    full = [i for i, v in enumerate(valid_samples) if _needed_samples(v, settings) >= windows.shape[1]]
+    if full:
+        out[full] = _log_mel_batch(windows[full], settings)
+    for i, valid in enumerate(valid_samples):
+        if i not in full:
+            out[i] = _log_mel_prefix(windows[i, : _needed_samples(valid, settings)], frames, settings)
+    return out
+
+
+def _needed_samples(valid: int, settings: AudioSettings) -> int:
+    # Real samples, then enough zeros that every frame reaching a real sample sees exactly what it would
+    # in the whole window (no end reflection), plus one hop so the first all-zero frame is computed too.
+    return valid + settings.n_fft + settings.hop_length
+
+
+def _log_mel_prefix(prefix: torch.Tensor, frames: int, settings: AudioSettings) -> torch.Tensor:
+    half = settings.n_fft // 2
+    exact = (prefix.numel() - half) // settings.hop_length + 1  # frames untouched by the end reflection
+    window = torch.hann_window(settings.n_fft, periodic=True)
+    stft = torch.stft(prefix[None], settings.n_fft, settings.hop_length, window=window, return_complex=True)
+    power = (stft[0, :, :exact].abs() ** 2).contiguous()
+    log_mel = torch.clamp(_mel_filters(settings.n_fft, settings.n_mels, settings.sampling_rate) @ power, min=1e-10)
+    log_mel = log_mel.log10()
+    silent = torch.clamp(torch.zeros(()), min=1e-10).log10()  # what an all-zero frame gives
+    peak = torch.maximum(log_mel.amax(), silent)
+    out = torch.empty(settings.n_mels, frames)
+    out[:, :exact] = (torch.maximum(log_mel, peak - 8.0) + 4.0) / 4.0
+    out[:, exact:] = (torch.maximum(silent, peak - 8.0) + 4.0) / 4.0
+    return out
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_filters(n_fft: int, n_mels: int, sampling_rate: int) -> torch.Tensor:
     filters = mel_filter_bank(
@@ -144,7 +184,8 @@ def audio_to_windows(waveform: np.ndarray, settings: AudioSettings) -> tuple[tor
     windows = torch.from_numpy(padded.reshape(len(valid), size))
     mask = (torch.arange(settings.frames_per_window)[None, :] < torch.tensor(valid)[:, None]).long()
     if settings.input_kind == "log_mel":
-        return _log_mel_batch(windows, settings), mask
+        real = [min(size, samples.size - i * size) for i in range(len(valid))]  # real samples per window
+        return _log_mel_windows(windows, real, settings), mask
     if settings.normalize_waveform:
         windows = _normalize_valid(windows, mask)
     return windows, mask

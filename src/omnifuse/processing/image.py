@@ -1,8 +1,9 @@
 """Where images become encoder tensors: per-view resize/normalize plus dynamic-resolution tiling.
 
-The per-view work (resize, rescale by 1/255, normalize) is done by transformers' own PIL-backend
-image processor, so omnifuse's pixels equal what the encoder's processor would give; this module
-adds the tiling around it (a global view plus up to ``max_tiles`` tiles, as in LLaVA's anyres or
+The per-view work (resize, rescale by 1/255, normalize) reproduces transformers' PIL-backend
+`SiglipImageProcessor` bit for bit (a lookup table instead of its array round trips, ~1.4x faster;
+`omnifuse bench preprocess` checks it), so omnifuse's pixels equal what the encoder's processor would
+give; this module adds the tiling around it (a global view plus up to ``max_tiles`` tiles, as in LLaVA's anyres or
 Phi-4-multimodal's dynamic HD).
 """
 
@@ -13,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import SiglipImageProcessorPil
@@ -138,7 +140,11 @@ def image_to_crops(image: Image.Image, settings: ImageSettings) -> torch.Tensor:
 
 
 def normalize_views(views: list[Image.Image], settings: ImageSettings) -> torch.Tensor:
-    """Resize each view to size x size, rescale by 1/255 and normalize, with transformers' processor.
+    """Resize each view to size x size, rescale by 1/255 and normalize: exactly `SiglipImageProcessorPil`'s pixels.
+
+    transformers' PIL backend resizes with PIL, then rescales in float64, casts to float32 and
+    normalizes in float32. A uint8 channel value has 256 possible results, so they are tabulated once
+    per (mean, std) and looked up: the same floats, without the array round trips.
 
     Example:
         >>> normalize_views([Image.new("RGB", (5, 7), (255, 0, 0))], ImageSettings(size=4))[0, :, 0, 0]
@@ -146,9 +152,22 @@ def normalize_views(views: list[Image.Image], settings: ImageSettings) -> torch.
     """
     if not views:
         raise ValueError("normalize_views needs at least one image")
-    processor = _cached_processor(settings.size, settings.mean, settings.std, settings.resample)
-    pixels = processor(images=[image_to_rgb(view) for view in views], return_tensors="pt")["pixel_values"]
-    return pixels.to(torch.float32)
+    table = _pixel_table(settings.mean, settings.std)
+    resample = RESAMPLE[settings.resample]
+    side = settings.size
+    pixels = np.empty((len(views), 3, side, side), dtype=np.float32)
+    for index, view in enumerate(views):
+        rgb = np.asarray(image_to_rgb(view).resize((side, side), resample=resample))
+        for channel in range(3):
+            np.take(table[channel], rgb[..., channel], out=pixels[index, channel])
+    return torch.from_numpy(pixels)
+
+
+@functools.lru_cache(maxsize=32)
+def _pixel_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    # (3, 256): what transformers' rescale (float64 x 1/255, then float32) and normalize give per uint8 value.
+    scaled = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    return (scaled[None, :] - np.array(mean, np.float32)[:, None]) / np.array(std, np.float32)[:, None]
 
 
 def to_transformers_image_processor(settings: ImageSettings) -> SiglipImageProcessorPil:
@@ -172,11 +191,3 @@ def to_transformers_image_processor(settings: ImageSettings) -> SiglipImageProce
         image_std=list(settings.std),
         do_convert_rgb=True,
     )
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_processor(
-    size: int, mean: tuple[float, ...], std: tuple[float, ...], resample: str
-) -> SiglipImageProcessorPil:
-    # Building a processor validates its kwargs; do it once per settings value, not per image.
-    return to_transformers_image_processor(ImageSettings(size=size, mean=mean, std=std, resample=resample))

@@ -23,6 +23,8 @@ from omnifuse.processing.chat import IGNORE_INDEX, Placeholder, render_segments,
 from omnifuse.processing.media import MediaError, MediaLimits
 from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia
 from omnifuse.processing.parts import part_modality, part_source
+from omnifuse.safety.limits import check_messages, check_prompt_text, check_prompt_tokens, max_positions_of
+from omnifuse.safety.model_files import media_limits_from_json, positions_in_folder
 
 PROCESSOR_FILE = "omnifuse_processor.json"
 
@@ -43,6 +45,7 @@ class OmniProcessor:
         self.tokenizer = tokenizer
         self.specs: dict[str, ModalitySpec] = resolve_modalities(modalities)
         self.limits = limits or MediaLimits()
+        self.max_positions: int | None = None  # the language model's positions: prompts longer are refused
         self.items = {}
         for name, spec in self.specs.items():
             placeholder_id = tokenizer.convert_tokens_to_ids(spec.placeholder)
@@ -55,7 +58,9 @@ class OmniProcessor:
 
     @classmethod
     def from_model_config(cls, config: OmniConfig, tokenizer, **kwargs) -> OmniProcessor:
-        return cls(tokenizer, config.modalities, **kwargs)
+        processor = cls(tokenizer, config.modalities, **kwargs)
+        processor.max_positions = max_positions_of(config.text_config)
+        return processor
 
     @property
     def modalities(self) -> dict[str, dict]:
@@ -72,10 +77,8 @@ class OmniProcessor:
         if len(of_kind) == 1:
             return of_kind[0]
         where = f" ({item})" if item else ""
-        raise ModalityError(
-            f"content part{where} of type {part_type!r}: this model has no {name!r} modality "
-            f"(modalities: {sorted(self.specs)})"
-        )
+        known = sorted(self.specs)
+        raise ModalityError(f"{part_type}{where}: this model has no {name!r} modality (modalities: {known})")
 
     def placeholder(self, part_type: str, item: str = "") -> Placeholder:
         name = self.modality_for(part_type, item)
@@ -84,6 +87,7 @@ class OmniProcessor:
     # -- encoding --
     def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False) -> EncodedSample:
         """Tokenize one conversation, expanding each placeholder to its item's exact token count."""
+        check_messages(messages, self.limits.max_text_chars)
         segments, parts = render_segments(self.tokenizer, messages, add_generation_prompt, self.placeholder)
         ids, labels = tokenize_segments(self.tokenizer, segments)
         encoded = [self._encode_part(p.modality, p.part, p.item) for p in parts]
@@ -174,6 +178,8 @@ class OmniProcessor:
         if return_tensors not in ("pt", None):
             raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}")
         samples = [self.encode_conversation(c, add_generation_prompt) for c in batch]
+        for sample in samples:
+            check_prompt_tokens(len(sample.input_ids), self.max_positions)
         out = self.collate(samples, padding_side=padding_side, with_labels=return_labels)
         return out if return_dict else out["input_ids"]
 
@@ -196,6 +202,7 @@ class OmniProcessor:
         by_id = {proc.placeholder_id: name for name, proc in self.items.items()}
         samples = []
         for t in texts:
+            check_prompt_text(t, self.limits.max_text_chars)
             ids = self.tokenizer(t, add_special_tokens=False).input_ids
             names = [by_id[token] for token in ids if token in by_id]
             encoded = []
@@ -204,6 +211,7 @@ class OmniProcessor:
                     raise ModalityError(f"{name}: the prompt has more placeholders than {name} items were given")
                 encoded.append(self._encode_part(name, {"type": name, name: pools[name].pop(0)}, f"{name} {n}"))
             samples.append(self._expand(ids, [IGNORE_INDEX] * len(ids), names, encoded))
+            check_prompt_tokens(len(samples[-1].input_ids), self.max_positions)
         leftover = {k: len(v) for k, v in pools.items() if v}
         if leftover:
             raise ModalityError(f"more media than placeholders in the prompts: {leftover} left over")
@@ -236,4 +244,6 @@ class OmniProcessor:
             raise FolderError(f"{path} not found: save the processor with OmniProcessor.save_pretrained")
         state = json.loads(path.read_text())
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        return cls(tokenizer, state["modalities"], limits=MediaLimits(**state.get("limits", {})))
+        processor = cls(tokenizer, state["modalities"], limits=media_limits_from_json(state.get("limits"), str(path)))
+        processor.max_positions = positions_in_folder(folder)
+        return processor

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from safetensors.torch import load_model, save_model
+
+from omnifuse.training.checkpoint_check import latest_intact_checkpoint
+from omnifuse.training.rng_state import CheckpointError, restore_rng_states, rng_file, save_rng_states
 
 CHECKPOINT_DIR = "checkpoints"
 COMPLETE = "COMPLETE"
@@ -88,7 +89,7 @@ def save_checkpoint(
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
     _save_training_states(accelerator, partial, model, optimizer, scheduler)
-    save_rng_states(partial / f"rng-{accelerator.process_index}.pt")
+    save_rng_states(rng_file(partial, accelerator.process_index))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if extra_files is not None:
@@ -119,31 +120,17 @@ def load_training_states(accelerator: Accelerator, folder: str | Path, model, op
         accelerator.load_state(str(folder / SHARDED_DIR))
         return
     load_model(accelerator.unwrap_model(model), str(folder / WEIGHTS_FILE), device=str(accelerator.device))
-    optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=accelerator.device, weights_only=True))
-    scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=False))
+    optimizer.load_state_dict(load_tensors_only(folder / OPTIMIZER_FILE, accelerator.device))
+    scheduler.load_state_dict(load_tensors_only(folder / SCHEDULER_FILE))
 
 
-def save_rng_states(path: Path) -> None:
-    states = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-    torch.save(states, path)
-
-
-def restore_rng_states(path: Path) -> bool:
-    """Put python, numpy, torch (and CUDA) generators back; False when this rank has no saved state."""
-    if not path.exists():
-        return False
-    states = torch.load(path, weights_only=False)  # our own file: python and numpy states are plain tuples
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if states.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    return True
+def load_tensors_only(path: Path, device: Any = "cpu") -> Any:
+    """torch.load restricted to tensors and plain containers: a pickled payload is refused, never run."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling refusals, truncation, bad zip: all mean "not ours"
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{path}: refused to load ({type(err).__name__}: {reason})") from None
 
 
 def read_state(folder: str | Path) -> TrainerState:
@@ -218,6 +205,9 @@ def _fsync_dir(folder: Path) -> None:
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "CheckpointError",
+    "latest_intact_checkpoint",
+    "rng_file",
     "TrainerState",
     "complete_checkpoints",
     "latest_checkpoint",

@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,6 +48,7 @@ from accelerate.utils import (
     FullyShardedDataParallelPlugin,
 )
 
+from omnifuse.safety.yaml_bounds import load_yaml_bounded, read_text_bounded
 from omnifuse.training.recipe import Recipe, RecipeError
 
 DDP_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "MULTI_XPU", "MULTI_NPU", "MULTI_MLU", "MULTI_MUSA", "MULTI_HPU")
@@ -137,7 +137,7 @@ def strategy_plugins(config_path: str) -> tuple[dict[str, Any], str]:
 
 def _read_config(config_path: str) -> dict[str, Any]:
     try:
-        config = yaml.safe_load(Path(config_path).read_text())
+        config = load_yaml_bounded(read_text_bounded(config_path, config_path), config_path)
     except OSError as err:
         raise RecipeError(f"cannot read {config_path}: {err.strerror or err}", path="distributed") from None
     except yaml.YAMLError as err:

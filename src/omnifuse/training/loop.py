@@ -27,6 +27,7 @@ from omnifuse.data.collator import is_empty_batch
 from omnifuse.processing.chat import IGNORE_INDEX
 from omnifuse.training.checkpoint import SHARDED_TYPES
 from omnifuse.training.schedule import rank_share
+from omnifuse.training.supervised_head import supervised_loss_sum
 
 Batch = dict[str, torch.Tensor]
 
@@ -53,6 +54,9 @@ def token_count(batch: Batch) -> int:
 def token_loss_sum(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
     """Summed next-token cross-entropy over the supervised tokens of one micro-batch (float32)."""
     batch = send_to_device(dict(batch), device)
+    sparse = supervised_loss_sum(model, batch)  # head on supervised positions only, where the model allows it
+    if sparse is not None:
+        return sparse
     labels = batch.pop("labels")
     logits = model(**batch, use_cache=False).logits
     vocab = logits.shape[-1]
@@ -88,12 +92,7 @@ def optimizer_step(
             loss = token_loss_sum(model, batch, accelerator.device) * scale
             accelerator.backward(loss)
         loss_sum += loss.detach()
-    grad_norm = None
-    if max_grad_norm is not None:
-        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    grad_norm = apply_update(accelerator, model, optimizer, scheduler, max_grad_norm)
     mean_loss = float(accelerator.reduce(loss_sum, "mean"))
     return StepMetrics(mean_loss, tokens, supervised, grad_norm)
 
@@ -135,4 +134,25 @@ def evaluate(
     return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
-__all__ = ["StepMetrics", "evaluate", "optimizer_step", "rank_loader", "supervised_tokens", "token_loss_sum"]
+
+
+def apply_update(accelerator, model, optimizer, scheduler, max_grad_norm: float | None) -> float | None:
+    """Clip (when asked), step the optimizer and the schedule, clear the gradients; returns the clipped norm."""
+    grad_norm = None
+    if max_grad_norm is not None:
+        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+__all__ = [
+    "StepMetrics",
+    "apply_update",
+    "evaluate",
+    "optimizer_step",
+    "rank_loader",
+    "supervised_tokens",
+    "token_loss_sum",
+]

@@ -23,9 +23,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from omnifuse.embeddings.settings import ContrastiveSection
 from omnifuse.errors import OmnifuseInputError
+from omnifuse.safety.yaml_bounds import load_yaml_bounded, read_text_bounded
 
-StageName = Literal["align", "sft", "full"]
+StageName = Literal["align", "sft", "full", "contrastive"]
 
 
 class RecipeError(OmnifuseInputError):
@@ -166,8 +168,6 @@ class StageSection(Section):
     `projector.imu`, `language_model`; `encoders.depth` is accepted for `encoder.depth`)."""
 
     name: StageName
-    train: list[str] = Field(default_factory=list)
-    freeze: list[str] = Field(default_factory=list)
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: LearningRates = Field(default_factory=LearningRates)
@@ -178,6 +178,9 @@ class StageSection(Section):
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: int | None = Field(None, ge=1)
+    train: list[str] = Field(default_factory=list)
+    freeze: list[str] = Field(default_factory=list)
+    contrastive: ContrastiveSection | None = Field(None, description="settings of a `contrastive` stage")
 
     @model_validator(mode="after")
     def _check(self) -> StageSection:
@@ -185,6 +188,10 @@ class StageSection(Section):
             raise ValueError("give `epochs` or `max_steps` (max_steps caps epochs when both are set)")
         if self.lora is not None and self.name == "align":
             raise ValueError("align trains the projectors only; LoRA adapts the language model (use sft or full)")
+        if self.name == "contrastive" and (self.lora is not None or self.eval_every is not None):
+            raise ValueError("a contrastive stage takes neither `lora` nor `eval_every`")
+        if self.contrastive is not None and self.name != "contrastive":
+            raise ValueError("`contrastive:` settings belong to a stage named contrastive")
         return self
 
 
@@ -198,6 +205,7 @@ class Recipe(Section):
     data: DataSection
     stages: list[StageSection] = Field(min_length=1)
     output_dir: str
+    overwrite: bool = Field(False, description="allow a non-empty output_dir that is not this run's own output")
     seed: int = 0
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     distributed: str | None = Field(None, description="an accelerate config file (FSDP, DeepSpeed, ...)")
@@ -222,7 +230,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(path, source)
     except OSError as err:
         raise RecipeError(f"cannot read the recipe: {err.strerror or err}", source=source) from None
     data = parse_yaml(text, source)
@@ -233,7 +241,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def parse_yaml(text: str, source: str = "") -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml_bounded(text, source)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
@@ -270,7 +278,7 @@ def apply_override(data: dict[str, Any], override: str, source: str = "") -> Non
 def _yaml_value(raw: str) -> Any:
     # YAML 1.1 reads "1e-3" as a string; pydantic turns it into a float where a float is expected.
     try:
-        return yaml.safe_load(raw)
+        return load_yaml_bounded(raw, "override")
     except yaml.YAMLError:
         return raw
 

@@ -25,6 +25,7 @@ STAGE_PARTS: dict[str, tuple[str, ...]] = {
     "align": ("projectors",),
     "sft": ("projectors", "language_model"),
     "full": ("encoders", "projectors", "language_model"),
+    "contrastive": ("encoders",),  # plus the embedding heads, which live outside the model
 }
 
 

@@ -17,6 +17,7 @@ Command line: `python -m omnifuse.training.trainer RECIPE.yaml [key=value ...]` 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -29,10 +30,11 @@ from accelerate.utils import set_seed
 
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
+from omnifuse.errors import OmnifuseInputError
 from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.modeling.model import OmniForConditionalGeneration
-from omnifuse.processing.media import MediaError
 from omnifuse.processing.processor import OmniProcessor
+from omnifuse.safety.paths import check_output_dir, make_output_dir
 from omnifuse.training import checkpoint as ckpt
 from omnifuse.training.build import build_model, load_datasets
 from omnifuse.training.distributed import make_accelerator
@@ -40,6 +42,7 @@ from omnifuse.training.loop import StepMetrics, evaluate, optimizer_step, rank_l
 from omnifuse.training.lora import BASE_MODEL_DIR, base_of, merge_lora, save_adapter, save_base_model
 from omnifuse.training.modality_lora import finish_modality_lora
 from omnifuse.training.monitor import Monitor, log, plot_loss_curve
+from omnifuse.training.preflight import check_component_configs
 from omnifuse.training.recipe import LoraSection, Recipe, RecipeError, StageSection, load_recipe
 from omnifuse.training.schedule import StagePlan, make_scheduler
 from omnifuse.training.stages import describe_trainable, is_projector_only, param_groups, prepare_stage_model
@@ -94,6 +97,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
 
     Returns `{"task": "train", "steps": N, "final_loss": L, "output_dir": DIR}`.
     """
+    claim_output_dir(recipe, is_main=os.environ.get("RANK", "0") == "0")  # before accelerate sets processes up
     accelerator = make_accelerator(recipe)
     run, model = start_run(recipe, accelerator)
     try:
@@ -106,6 +110,22 @@ def train(recipe: Recipe) -> dict[str, Any]:
     return {"task": "train", "steps": run.state.global_step, "final_loss": final, "output_dir": recipe.output_dir}
 
 
+def claim_output_dir(recipe: Recipe, is_main: bool) -> None:
+    """Refuse an unsafe output_dir before anything is written, then mark it as this run's (checkpoints/)."""
+    section = recipe.model
+    reads = [section.from_pretrained, section.tokenizer.path if section.tokenizer else None]
+    reads += [c for c in (section.text, section.image, section.audio, section.video) if isinstance(c, str)]
+    target = check_output_dir(
+        recipe.output_dir,
+        what="output_dir",
+        overwrite=recipe.overwrite,
+        own_marker=ckpt.CHECKPOINT_DIR,
+        protected=reads,
+    )
+    if is_main:
+        make_output_dir(target, f"output_dir {recipe.output_dir}", marker=ckpt.CHECKPOINT_DIR)
+
+
 def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForConditionalGeneration]:
     """Load the data, then either resume from the newest checkpoint or build the model afresh."""
     root = Path(recipe.output_dir) / ckpt.CHECKPOINT_DIR
@@ -113,12 +133,13 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
         for stale in ckpt.remove_partial(root):
             log(f"removed an interrupted checkpoint save: {stale}")
     accelerator.wait_for_everyone()
-    latest = ckpt.latest_checkpoint(root)
+    latest = ckpt.latest_intact_checkpoint(root, warn=lambda text: log(text, accelerator.is_main_process))
     train_set, eval_set = load_datasets(recipe.data)
     if latest is not None:
         model, processor, state = resume_model(recipe, accelerator, latest, len(train_set))
     else:
         set_seed(recipe.seed)
+        check_component_configs(recipe.model)
         model, processor = build_model(recipe.model, train_set.records)
         adapter_base = str(Path(recipe.model.from_pretrained).resolve()) if recipe.model.from_pretrained else None
         state = ckpt.TrainerState(
@@ -176,6 +197,10 @@ def check_same_recipe(recipe: Recipe, folder: Path) -> None:
 def run_stage(run: Run, model: OmniForConditionalGeneration, index: int) -> OmniForConditionalGeneration:
     """Set stage `index` up (or restore it from a checkpoint), train it, and return the plain model."""
     stage, state = run.recipe.stages[index], run.state
+    if stage.name == "contrastive":  # the embedding heads' stage: its own step, same plan/checkpoints
+        from omnifuse.embeddings.stage import run_contrastive_stage
+
+        return run_contrastive_stage(run, model, index)
     resuming = run.resume_from is not None and state.stage == index
     if not resuming:
         state.stage, state.epoch, state.step_in_epoch, state.stage_step = index, 0, 0, 0
@@ -189,7 +214,7 @@ def run_stage(run: Run, model: OmniForConditionalGeneration, index: int) -> Omni
     sr = prepare_stage(run, trainable, index)
     if resuming:
         ckpt.load_training_states(run.accelerator, run.resume_from, sr.model, sr.optimizer, sr.scheduler)
-        if not ckpt.restore_rng_states(run.resume_from / f"rng-{run.accelerator.process_index}.pt"):
+        if not ckpt.restore_rng_states(ckpt.rng_file(run.resume_from, run.accelerator.process_index)):
             set_seed(run.recipe.seed + state.global_step + run.accelerator.process_index)
         run.resume_from = None
     run.monitor.start_stage(title, sr.plan.total_steps, state.stage_step)
@@ -359,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if not args else 0
     try:
         result = train(load_recipe(args[0], args[1:]))
-    except (RecipeError, MediaError) as err:  # bad recipe or bad data: the user can act on it
+    except OmnifuseInputError as err:  # bad recipe, data or paths: the user can act on it
         print(f"error: {err}", file=sys.stderr)
         return 2
     if PartialState().is_main_process:

@@ -10,10 +10,12 @@ import av
 import numpy as np
 import torch
 
-from omnifuse.processing.media.containers import _known_seconds, _open_container
-from omnifuse.processing.media.errors import MediaError, MediaLimits, _too_long
-from omnifuse.processing.media.images import _to_numpy
+from omnifuse.processing.media.containers import known_seconds, open_container
+from omnifuse.processing.media.errors import MediaError, MediaLimits, too_long_error
+from omnifuse.processing.media.images import to_numpy
 from omnifuse.processing.media.sources import read_source_bytes
+
+MAX_AUDIO_CHANNELS = 64  # more is no audio recording format's layout; refuse rather than allocate
 
 
 def load_audio(source: Any, *, sampling_rate: int, item: str = "", limits: MediaLimits = MediaLimits()) -> np.ndarray:  # noqa: B008
@@ -50,7 +52,7 @@ def _raw_audio(source: Any, sampling_rate: int, item: str) -> tuple[Any, float] 
 
 
 def _raw_audio_to_mono(array: Any, rate: float, target_rate: int, item: str, limits: MediaLimits) -> np.ndarray:
-    samples = _to_numpy(array)
+    samples = to_numpy(array)
     if samples.dtype.kind not in "iuf" or samples.ndim not in (1, 2):
         raise MediaError("audio", item, f"expected a 1-D or 2-D numeric array, got {samples.dtype} {samples.shape}")
     if rate <= 0 or int(rate) != rate:
@@ -64,7 +66,7 @@ def _raw_audio_to_mono(array: Any, rate: float, target_rate: int, item: str, lim
     if not np.isfinite(samples).all():
         raise MediaError("audio", item, "audio contains NaN or infinity")
     if samples.size / rate > limits.max_audio_seconds:
-        raise _too_long("audio", item, samples.size / rate, limits.max_audio_seconds, "max_audio_seconds")
+        raise too_long_error("audio", item, samples.size / rate, limits.max_audio_seconds, "max_audio_seconds")
     if int(rate) == target_rate:
         return np.ascontiguousarray(samples, dtype=np.float32)
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None], np.float32), format="fltp", layout="mono")
@@ -83,23 +85,25 @@ def _pcm_to_float(samples: np.ndarray) -> np.ndarray:
 
 
 def _decode_audio(data: bytes, sampling_rate: int, item: str, limits: MediaLimits) -> np.ndarray:
-    with _open_container(data, "audio", item) as container:
+    with open_container(data, "audio", item) as container:
         if not container.streams.audio:
             raise MediaError("audio", item, "no audio stream in the file")
         stream = container.streams.audio[0]
-        seconds = _known_seconds(container, stream)
+        seconds = known_seconds(container, stream)
         if seconds is not None and seconds > limits.max_audio_seconds:
-            raise _too_long("audio", item, seconds, limits.max_audio_seconds, "max_audio_seconds")
-        resampler = av.AudioResampler(format="fltp", rate=sampling_rate)
+            raise too_long_error("audio", item, seconds, limits.max_audio_seconds, "max_audio_seconds")
+        # Packed "flt", never planar: PyAV's to_ndarray on a planar frame of 8+ channels reads past
+        # FFmpeg's 8 data pointers and segfaults; one interleaved plane is downmixed here instead.
+        resampler = av.AudioResampler(format="flt", rate=sampling_rate)
         chunks: list[np.ndarray] = []
         n_samples = 0
         try:
             for frame in itertools.chain(container.decode(stream), [None]):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
+                    chunks.append(_downmix_packed(out, item))
                     n_samples += chunks[-1].size
                 if n_samples > limits.max_audio_seconds * sampling_rate:
-                    raise _too_long(
+                    raise too_long_error(
                         "audio", item, n_samples / sampling_rate, limits.max_audio_seconds, "max_audio_seconds"
                     )
         except MediaError:
@@ -108,4 +112,15 @@ def _decode_audio(data: bytes, sampling_rate: int, item: str, limits: MediaLimit
             raise MediaError("audio", item, f"truncated or corrupt file: {error}") from error
     if n_samples == 0:
         raise MediaError("audio", item, "no audio samples decoded (empty or corrupt stream)")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if not np.isfinite(samples).all():  # float WAVs can hold NaN/inf: refused like a raw array would be
+        raise MediaError("audio", item, "audio contains NaN or infinity")
+    return samples
+
+
+def _downmix_packed(frame: av.AudioFrame, item: str) -> np.ndarray:
+    """Mono samples of a packed (interleaved) frame: the mean over its channels."""
+    channels = len(frame.layout.channels)
+    if not 0 < channels <= MAX_AUDIO_CHANNELS:
+        raise MediaError("audio", item, f"{channels} channels, over the limit of {MAX_AUDIO_CHANNELS}")
+    return frame.to_ndarray().reshape(-1, channels).mean(axis=1)

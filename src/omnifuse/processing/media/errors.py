@@ -46,6 +46,7 @@ class MediaLimits:
     max_video_frames: int = 64  # frames kept after sampling
     max_decoded_frames: int = 10_000  # frames read while decoding
     max_sequence_values: int = 10_000_000  # time steps x channels of a generic signal
+    max_text_chars: int = 1_000_000  # characters of prompt text, checked before tokenizing
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -53,5 +54,5 @@ class MediaLimits:
                 raise ValueError(f"MediaLimits.{name} must be positive, got {value!r}")
 
 
-def _too_long(kind: str, item: str, seconds: float, limit: float, name: str) -> MediaError:
+def too_long_error(kind: str, item: str, seconds: float, limit: float, name: str) -> MediaError:
     return MediaError(kind, item, f"{seconds:.1f} s long, over the limit of {limit:g} s ({name})")

@@ -30,7 +30,7 @@ def load_image(source: Any, *, item: str = "", limits: MediaLimits = MediaLimits
         (6, 4)
     """
     if isinstance(source, np.ndarray | torch.Tensor):
-        return _array_to_image(_to_numpy(source, channels_first=True), "image", item, limits)
+        return array_to_image(to_numpy(source, channels_first=True), "image", item, limits)
     image = source if isinstance(source, Image.Image) else _open_image(source, item, limits)
     check_pixels(image.width, image.height, kind="image", item=item, limits=limits)
     try:
@@ -38,6 +38,8 @@ def load_image(source: Any, *, item: str = "", limits: MediaLimits = MediaLimits
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
             return image_to_rgb(_exif_transpose(image))
+    except MediaError as error:
+        raise MediaError("image", item, error.reason) from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise MediaError("image", item, f"too many pixels (decompression bomb): {error}") from error
     except Exception as error:
@@ -114,7 +116,9 @@ def image_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _deep_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
-    values = np.nan_to_num(values.astype(np.float64))
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():  # the same refusal as a float array passed directly
+        raise MediaError("image", "", "pixel values contain NaN or infinity")
     low, high = float(values.min()), float(values.max())
     if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= 65535):
         scaled = values / 65535.0
@@ -127,7 +131,7 @@ def _deep_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.round(scaled * 255.0).astype(np.uint8)
 
 
-def _to_numpy(value: Any, *, channels_first: bool = False) -> np.ndarray:
+def to_numpy(value: Any, *, channels_first: bool = False) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu()
         tensor = tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
@@ -138,7 +142,7 @@ def _to_numpy(value: Any, *, channels_first: bool = False) -> np.ndarray:
     return np.asarray(value)
 
 
-def _array_to_image(array: np.ndarray, kind: str, item: str, limits: MediaLimits) -> Image.Image:
+def array_to_image(array: np.ndarray, kind: str, item: str, limits: MediaLimits) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omnifuse.processing.media.containers import _known_seconds, _open_container
-from omnifuse.processing.media.errors import MediaError, MediaLimits, _too_long
-from omnifuse.processing.media.images import _array_to_image, _to_numpy, check_pixels, image_to_rgb
+from omnifuse.processing.media.containers import known_seconds, open_container
+from omnifuse.processing.media.errors import MediaError, MediaLimits, too_long_error
+from omnifuse.processing.media.images import array_to_image, check_pixels, image_to_rgb, to_numpy
 from omnifuse.processing.media.sources import read_source_bytes
 
 DEFAULT_NUM_FRAMES = 8
@@ -92,11 +92,11 @@ def load_video(
     if raw is not None:
         return _sample_raw_frames(raw[0], raw[1], num_frames, fps, item, limits)
     data = read_source_bytes(source, kind="video", item=item, limits=limits)
-    with _open_container(data, "video", item) as container:
+    with open_container(data, "video", item) as container:
         native_fps, total = _probe_video(container, fps is not None, item, limits)
     wanted = _sample_or_fail(total, native_fps, num_frames, fps, item, limits)
     # A fresh container: probing may have demuxed the whole file.
-    with _open_container(data, "video", item) as container:
+    with open_container(data, "video", item) as container:
         return _decode_frames(container, wanted, native_fps, item, limits)
 
 
@@ -139,7 +139,7 @@ def _sample_raw_frames(
     if len(frames) > limits.max_decoded_frames:
         raise _too_many_frames(item, len(frames), limits)
     if len(frames) / native_fps > limits.max_video_seconds:
-        raise _too_long("video", item, len(frames) / native_fps, limits.max_video_seconds, "max_video_seconds")
+        raise too_long_error("video", item, len(frames) / native_fps, limits.max_video_seconds, "max_video_seconds")
     wanted = _sample_or_fail(len(frames), native_fps, num_frames, fps, item, limits)
     images = [_frame_to_image(frames[index], item, limits) for index in wanted]
     return images, [index / native_fps for index in wanted]
@@ -150,7 +150,7 @@ def _frame_to_image(frame: Any, item: str, limits: MediaLimits) -> Image.Image:
         check_pixels(frame.width, frame.height, kind="video", item=item, limits=limits)
         return image_to_rgb(frame)
     if isinstance(frame, np.ndarray | torch.Tensor):
-        return _array_to_image(_to_numpy(frame, channels_first=True), "video", item, limits)
+        return array_to_image(to_numpy(frame, channels_first=True), "video", item, limits)
     raise MediaError("video", item, f"unsupported frame type {type(frame).__name__}; pass PIL images or arrays")
 
 
@@ -162,9 +162,9 @@ def _probe_video(
     stream = container.streams.video[0]
     if stream.codec_context.width and stream.codec_context.height:
         check_pixels(stream.codec_context.width, stream.codec_context.height, kind="video", item=item, limits=limits)
-    seconds = _known_seconds(container, stream)
+    seconds = known_seconds(container, stream)
     if seconds is not None and seconds > limits.max_video_seconds:
-        raise _too_long("video", item, seconds, limits.max_video_seconds, "max_video_seconds")
+        raise too_long_error("video", item, seconds, limits.max_video_seconds, "max_video_seconds")
     total = stream.frames or _count_packets(container, stream, item, limits)
     if total > limits.max_decoded_frames:
         raise _too_many_frames(item, total, limits)
@@ -203,7 +203,7 @@ def _decode_frames(
                 raise _too_many_frames(item, index + 1, limits)
             time = frame.time - start if frame.time is not None else index / (native_fps or 1.0)
             if time > limits.max_video_seconds:
-                raise _too_long("video", item, time, limits.max_video_seconds, "max_video_seconds")
+                raise too_long_error("video", item, time, limits.max_video_seconds, "max_video_seconds")
             if index in wanted_set:
                 check_pixels(frame.width, frame.height, kind="video", item=item, limits=limits)
                 frames.append(frame.to_image())
