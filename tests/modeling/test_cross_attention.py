@@ -200,3 +200,10 @@ def test_windowed_audio_through_cross_attention_keeps_only_valid_frames():
     with torch.no_grad():
         out = model(input_ids=ids, input_features=features, input_features_mask=valid).logits
         assert torch.equal(out[1], bare_lm(model)(input_ids=ids).logits[1])
+
+
+def test_inputs_embeds_alone_cannot_route_and_says_so():
+    model = build()
+    embeds = model.get_input_embeddings()(torch.tensor([[1, 5, 6]]))
+    with pytest.raises(ModalityError, match="cross-attention fusion need input_ids at prefill"):
+        model(inputs_embeds=embeds)

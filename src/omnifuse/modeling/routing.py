@@ -118,18 +118,34 @@ def lora_row_masks(language_model: torch.nn.Module, rows: dict[str, torch.Tensor
             scaling[adapter] = value
 
 
+def modality_adapters(model) -> set[str]:
+    """Names of the LoRA adapters in the LM that are named after a modality (a mixture of LoRAs)."""
+    names = set(model.config.modality_specs())
+    found = set()
+    for module in model.language_model.modules():
+        scaling = getattr(module, "scaling", None)
+        if isinstance(scaling, dict) and hasattr(module, "lora_A"):
+            found |= set(scaling) & names
+    return found
+
+
 @contextmanager
 def fusion_routing(model, input_ids, media, past_key_values, decoding: bool) -> Iterator[None]:
     """Around one LM call: cross-attention memory in place and LoRA adapters masked per row."""
     fusion = model.cross_attention
-    has_lora = any(hasattr(module, "lora_A") for module in model.language_model.modules())
-    if not fusion.blocks and not has_lora:
+    adapters = modality_adapters(model)
+    if not fusion.blocks and not adapters:
         yield
         return
     routing = current_routing(model, input_ids, media, past_key_values, decoding)
     if routing is None:
-        yield
-        return
+        features = ["cross-attention fusion"] if fusion.blocks else []
+        features += [f"LoRA adapters per modality {sorted(adapters)}"] if adapters else []
+        raise ModalityError(
+            f"{' and '.join(features)} need input_ids at prefill (to see which rows hold which modality) and "
+            "the same cache object while decoding; this call passes inputs_embeds or another cache. Use "
+            "model(input_ids=..., ...) or model.generate(...)"
+        )
     fusion.memory = routing.memory
     try:
         with lora_row_masks(model.language_model, routing.rows):
@@ -138,4 +154,12 @@ def fusion_routing(model, input_ids, media, past_key_values, decoding: bool) -> 
         fusion.memory = None
 
 
-__all__ = ["Routing", "build_memory", "compute_routing", "fusion_routing", "lora_row_masks", "modality_rows"]
+__all__ = [
+    "Routing",
+    "build_memory",
+    "compute_routing",
+    "fusion_routing",
+    "lora_row_masks",
+    "modality_adapters",
+    "modality_rows",
+]

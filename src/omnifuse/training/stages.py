@@ -20,7 +20,7 @@ from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.training.lora import apply_lora, base_of
 from omnifuse.training.recipe import LearningRates, RecipeError, StageSection
 
-# Cross-attention blocks count as projectors (see lr_group): every stage trains them; align keeps the LM frozen.
+# Cross-attention blocks count as projectors (see lr_group): align, sft and full train them; align keeps the LM frozen.
 STAGE_PARTS: dict[str, tuple[str, ...]] = {
     "align": ("projectors",),
     "sft": ("projectors", "language_model"),
