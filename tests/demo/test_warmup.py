@@ -41,3 +41,22 @@ def test_cell_grid_needs_a_square_map():
     with pytest.raises(ValueError, match="square feature map"):
         cell_grid(12)
 
+
+
+def test_warm_start_saves_the_warmed_model_and_points_the_recipe_at_it(tmp_path):
+    from omnifuse.benchmark.generate import write_benchmark
+    from omnifuse.demo.pipeline import warm_start
+    from omnifuse.demo.recipe import demo_recipe
+    from omnifuse.evaluation.dataset import load_model_folder
+
+    data = write_benchmark(tmp_path / "data", n=20, modalities="image,audio")["data"]
+    recipe = demo_recipe(data, tmp_path / "model", seed=0, minutes=0.1)
+    stats = warm_start(recipe, tmp_path / "warm", seed=0, modalities="image,audio", steps=3)
+    assert stats["steps"] == 3
+    assert recipe["model"] == {"from_pretrained": str(tmp_path / "warm")}
+    model, processor = load_model_folder(tmp_path / "warm")
+    assert "image" in processor.specs and model.encoder_for("image") is not None
+
+    untouched = demo_recipe(data, tmp_path / "model", seed=0, minutes=0.1)
+    assert warm_start(untouched, tmp_path / "none", seed=0, modalities="audio,text") == {}
+    assert "text" in untouched["model"] and not (tmp_path / "none").exists()

@@ -53,7 +53,9 @@ def accuracy_by_modality(result: dict) -> dict[str, float]:
     return {m: round(sum(v) / len(v), 4) for m, v in by_modality.items()}
 
 
-def warm_start(recipe_dict: dict[str, Any], folder: Path, seed: int, modalities: str) -> dict[str, Any]:
+def warm_start(
+    recipe_dict: dict[str, Any], folder: Path, seed: int, modalities: str, steps: int = WARMUP_STEPS
+) -> dict[str, Any]:
     """Build the recipe's fresh model, warm its vision encoder up (see `demo.warmup`), save it to `folder`
     and point the recipe's model at it; a benchmark without images keeps the fresh model as it is."""
     import torch
@@ -66,7 +68,7 @@ def warm_start(recipe_dict: dict[str, Any], folder: Path, seed: int, modalities:
     recipe = validate_recipe(recipe_dict, "demo recipe")
     torch.manual_seed(seed)
     model, processor = build_model(recipe.model, load_datasets(recipe.data)[0].records)
-    stats = warm_up_vision_encoder(model, processor, steps=WARMUP_STEPS, seed=seed)
+    stats = warm_up_vision_encoder(model, processor, steps=steps, seed=seed)
     log(f"vision encoder warm-up: {stats['steps']} steps, {stats['seconds']} s, cell accuracy {stats['cell_accuracy']}")
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
