@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 from PIL import Image
+from torch import nn
 
-from omnifuse.benchmark.common import COLORS, SHAPES, SynthConfig, choose, sample_distinct
 from omnifuse.benchmark import image as im
+from omnifuse.benchmark.common import COLORS, SHAPES, SynthConfig, choose, sample_distinct
 
 GRID = 4
 
@@ -79,11 +79,13 @@ def pretrain(model, processor, steps, batch=64, seed=0, lr=2e-3):
         lc, ls = logits[..., : len(COLORS) + 1], logits[..., len(COLORS) + 1 :]
         loss = nn.functional.cross_entropy(lc.flatten(0, 1), col.flatten()) + nn.functional.cross_entropy(
             ls.flatten(0, 1), shp.flatten())
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         occ = col > 0
         joint = ((lc.argmax(-1) == col) & (ls.argmax(-1) == shp))[occ].float().mean().item()
         if step >= steps - 20:
             accs.append(joint)
         if step % 50 == 0:
-            print(f"aux {step} loss {loss.item():.3f} joint {joint:.2f} {time.time()-t0:.0f}s", file=sys.stderr, flush=True)
+            print(f"aux {step} loss {loss.item():.3f} joint {joint:.2f}", file=sys.stderr, flush=True)
     return round(float(np.mean(accs)), 3), round(time.time() - t0, 1)

@@ -17,15 +17,16 @@ import torch
 from torch import nn
 
 sys.path.insert(0, "experiments")
+import aux  # noqa: E402
+import scenes  # noqa: E402
+
 from omnifuse.benchmark.generate import QUESTION_TYPES, SynthConfig, generate_records, split_seed, to_messages
+from omnifuse.data.formats import Record
 from omnifuse.demo.recipe import demo_model
 from omnifuse.training.build import build_model
 from omnifuse.training.recipe import ModelSection
-from omnifuse.data.formats import Record
 
-import scenes
 PREFIX = False
-import aux
 
 
 def parse() -> argparse.Namespace:
@@ -43,6 +44,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--aux_steps", type=int, default=0)
+    p.add_argument("--audio_aux_steps", type=int, default=0)
+    p.add_argument("--audio", action="store_true", help="keep the audio encoder (for audio types)")
     p.add_argument("--prefix", action="store_true", help="prefix-LM: prompt before first answer is bidirectional")
     return p.parse_args()
 
@@ -80,8 +83,10 @@ def prefix_mask(batch) -> torch.Tensor:
 def build(args, corpus_records):
     cfg = demo_model()
     cfg["text"]["num_hidden_layers"] = args.layers
-    cfg.pop("audio"); cfg.pop("video")
-    cfg["projector"] = {"image": cfg["projector"]["image"]}
+    cfg.pop("video")
+    if not args.audio:
+        cfg.pop("audio")
+    cfg["projector"] = {k: v for k, v in cfg["projector"].items() if k in cfg}
     cfg["modality_options"] = {}
     section = ModelSection(**cfg)
     model, processor = build_model(section, corpus_records)
@@ -92,7 +97,7 @@ def build(args, corpus_records):
 
 def corpus(types, seed):
     recs = []
-    for i, r in enumerate(generate_records(400, seed + 999, modalities="image", split="corpus")):
+    for i, r in enumerate(generate_records(400, seed + 999, modalities="image,audio", split="corpus")):
         recs.append(Record(messages=to_messages(r), source=f"c{i}"))
     for conv in scenes.conversations(np.random.default_rng(seed + 7), 200, turns=8, cfg=SynthConfig()):
         recs.append(Record(messages=conv, source="s"))
@@ -157,6 +162,9 @@ def main():
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     base = [g["lr"] for g in groups]
     warm = max(1, args.steps // 20)
+    if args.audio_aux_steps:
+        import aux_audio
+        print("audio aux", aux_audio.pretrain(model, processor, args.audio_aux_steps, seed=args.seed), file=sys.stderr)
     aux_acc = aux.pretrain(model, processor, args.aux_steps, seed=args.seed) if args.aux_steps else None
     tests = test_records(types, args.test, args.seed)
     batches = train_batches(args, types)
@@ -169,9 +177,11 @@ def main():
         batch = processor.apply_chat_template(next(batches), return_labels=True)
         if args.prefix:
             batch["attention_mask"] = prefix_mask(batch)
-        tok += batch["input_ids"].numel(); sup += int((batch["labels"] != -100).sum())
+        tok += batch["input_ids"].numel()
+        sup += int((batch["labels"] != -100).sum())
         loss = model(**batch).loss
-        opt.zero_grad(); loss.backward()
+        opt.zero_grad()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 50 == 0:

@@ -1,10 +1,8 @@
 """Prototype: one scene, several questions (LLaVA-style multi-turn)."""
 from __future__ import annotations
 
-import numpy as np
-
-from omnifuse.benchmark.common import COLORS, SHAPES, SynthConfig, choose, sample_distinct
 from omnifuse.benchmark import image as im
+from omnifuse.benchmark.common import COLORS, SHAPES, SynthConfig, choose, sample_distinct
 
 
 def scene_questions(shapes, rng):
