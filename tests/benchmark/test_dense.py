@@ -45,3 +45,20 @@ def test_labelled_scenes_shapes_and_grid_mismatch():
     assert ((colours == 0) == (kinds == 0)).all()
     with pytest.raises(ValueError, match="not a multiple of the grid"):
         cell_labels([], image_size=32, grid=5)
+
+
+def test_frame_labels_mark_exactly_the_frames_where_the_clip_sounds():
+    from omnifuse.benchmark.audio import PITCHES, build_louder, pitch_class
+    from omnifuse.benchmark.dense import frame_labels
+
+    record = build_louder(np.random.default_rng(5), SynthConfig())
+    clip, tones = record.media[0][1][0], record.facts["tones"]
+    pitch, loudness = frame_labels(tones, frames=50, window_seconds=1.0)
+    energy = np.abs(clip).reshape(50, 320).max(1)  # 20 ms frames
+    # a sounding frame centre lies inside a tone: its frame has signal; a silent frame far from any tone has none
+    assert (energy[pitch != 0] > 0.05).all()
+    assert set(pitch[pitch != 0].tolist()) == {1 + PITCHES.index(pitch_class(tones[0]["freq"]))}
+    louder = 0 if tones[0]["amplitude"] > tones[1]["amplitude"] else 1
+    first = pitch.nonzero()[0][0]
+    assert (loudness[first] > np.nanmin(loudness)) == (louder == 0)
+    assert np.isnan(loudness[pitch == 0]).all() and not np.isnan(loudness[pitch != 0]).any()

@@ -1,8 +1,9 @@
-"""Dense labels the generator knows for free: what object covers each cell of an image scene.
+"""Dense labels the generator knows for free: what covers each image cell, what sounds in each audio frame.
 
-A stand-in for the pretraining a real vision encoder (CLIP, SigLIP) brings: the demo warms its
-fresh encoder up on these labels, so every feature-map cell says which colour and which shape
-covers it before any question is asked (see ``omnifuse.demo.warmup``).
+A stand-in for the pretraining a real encoder (CLIP, SigLIP, Whisper) brings: the demo warms its
+fresh encoders up on these labels, so every feature-map cell says which colour and which shape
+covers it, and every audio frame which pitch sounds and how loud, before any question is asked
+(see ``omnifuse.demo.warmup``).
 
 Example:
     >>> from omnifuse.benchmark.image import PlacedShape
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from omnifuse.benchmark.audio import PITCHES, build_beeps, build_longer, build_louder, build_pitch, pitch_class
 from omnifuse.benchmark.common import BACKGROUND, COLORS, SHAPES, SynthConfig, choose, sample_distinct
 from omnifuse.benchmark.image import PlacedShape, render_scene, sample_layout
 
@@ -75,3 +77,41 @@ def labelled_scenes(
         colours.append(c)
         kinds.append(k)
     return images, np.stack(colours), np.stack(kinds)
+
+
+def frame_labels(tones: Sequence[dict], frames: int, window_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per encoder frame of a window: pitch class id of the sounding tone and its log2 amplitude.
+
+    ``tones`` are a record's ``facts["tones"]``; a frame belongs to a tone when its centre lies
+    inside it. Pitch ids are 1-based indices into PITCHES (``NO_OBJECT`` when silent); loudness
+    is NaN on silent frames.
+
+    Example:
+        >>> pitch, loudness = frame_labels([{"freq": 300.0, "start": 0.0, "duration": 0.5, "amplitude": 0.5}], 4, 1.0)
+        >>> pitch.tolist(), loudness.tolist()
+        ([1, 1, 0, 0], [-1.0, -1.0, nan, nan])
+    """
+    centres = (np.arange(frames) + 0.5) * window_seconds / frames
+    pitch = np.full(frames, NO_OBJECT, dtype=np.int64)
+    loudness = np.full(frames, np.nan, dtype=np.float32)
+    for tone in tones:
+        sounding = (centres >= tone["start"]) & (centres < tone["start"] + tone["duration"])
+        pitch[sounding] = 1 + PITCHES.index(pitch_class(tone["freq"]))
+        loudness[sounding] = np.log2(tone["amplitude"])
+    return pitch, loudness
+
+
+def labelled_clips(
+    rng: np.random.Generator, n: int, frames: int, window_seconds: float, cfg: SynthConfig | None = None
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """``n`` fresh clips from the audio question builders, with (n, frames) pitch and loudness labels."""
+    cfg = cfg or SynthConfig()
+    builders = (build_pitch, build_beeps, build_longer, build_louder)
+    clips, pitches, loudness = [], [], []
+    for _ in range(n):
+        record = choose(rng, builders)(rng, cfg)
+        clips.append(record.media[0][1][0])
+        p, v = frame_labels(record.facts["tones"], frames, window_seconds)
+        pitches.append(p)
+        loudness.append(v)
+    return clips, np.stack(pitches), np.stack(loudness)
