@@ -13,6 +13,7 @@ from omnifuse.benchmark import image as im
 from omnifuse.benchmark.common import COLORS, SHAPES, SynthConfig, choose, sample_distinct
 
 GRID = 4
+POSITION_HEADS = False
 
 
 def cell_labels(shapes, size=32, grid=GRID, min_px=6):
@@ -62,7 +63,7 @@ def pretrain(model, processor, steps, batch=64, seed=0, lr=2e-3):
     """Encoder + two linear per-cell heads; returns per-cell accuracy on occupied cells (last 20 steps)."""
     enc = model.encoders["image"]
     dim = 64
-    heads = nn.Linear(dim, len(COLORS) + 1 + len(SHAPES) + 1)
+    heads = nn.Linear(dim, len(COLORS) + 1 + len(SHAPES) + 1 + (2 * GRID if POSITION_HEADS else 0))
     opt = torch.optim.AdamW(list(enc.parameters()) + list(heads.parameters()), lr=lr)
     rng = np.random.default_rng(seed + 12345)
     cfg = SynthConfig()
@@ -76,9 +77,14 @@ def pretrain(model, processor, steps, batch=64, seed=0, lr=2e-3):
         shp = torch.tensor(np.stack([s for _, s in labels]))
         feats = enc(pixels)  # (B, 16, 64)
         logits = heads(feats)
-        lc, ls = logits[..., : len(COLORS) + 1], logits[..., len(COLORS) + 1 :]
+        lc, ls = logits[..., : len(COLORS) + 1], logits[..., len(COLORS) + 1 : len(COLORS) + len(SHAPES) + 2]
         loss = nn.functional.cross_entropy(lc.flatten(0, 1), col.flatten()) + nn.functional.cross_entropy(
             ls.flatten(0, 1), shp.flatten())
+        if POSITION_HEADS:  # row and column of each cell: zero padding lets a CNN learn absolute position
+            rc = logits[..., len(COLORS) + len(SHAPES) + 2 :]
+            cells = torch.arange(GRID * GRID)
+            loss = loss + nn.functional.cross_entropy(rc[..., :GRID].flatten(0, 1), (cells // GRID).repeat(batch))
+            loss = loss + nn.functional.cross_entropy(rc[..., GRID:].flatten(0, 1), (cells % GRID).repeat(batch))
         opt.zero_grad()
         loss.backward()
         opt.step()

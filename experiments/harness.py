@@ -45,6 +45,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--aux_steps", type=int, default=0)
     p.add_argument("--audio_aux_steps", type=int, default=0)
+    p.add_argument("--aux_position", action="store_true", help="warm-up also predicts each cell's row and column")
     p.add_argument("--audio", action="store_true", help="keep the audio encoder (for audio types)")
     p.add_argument("--prefix", action="store_true", help="prefix-LM: prompt before first answer is bidirectional")
     return p.parse_args()
@@ -165,6 +166,7 @@ def main():
     if args.audio_aux_steps:
         import aux_audio
         print("audio aux", aux_audio.pretrain(model, processor, args.audio_aux_steps, seed=args.seed), file=sys.stderr)
+    aux.POSITION_HEADS = args.aux_position
     aux_acc = aux.pretrain(model, processor, args.aux_steps, seed=args.seed) if args.aux_steps else None
     tests = test_records(types, args.test, args.seed)
     batches = train_batches(args, types)
