@@ -45,6 +45,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--aux_steps", type=int, default=0)
     p.add_argument("--audio_aux_steps", type=int, default=0)
+    p.add_argument("--pool", type=int, default=0, help="draw batches from N fixed records (the demo's files)")
     p.add_argument("--aux_position", action="store_true", help="warm-up also predicts each cell's row and column")
     p.add_argument("--audio", action="store_true", help="keep the audio encoder (for audio types)")
     p.add_argument("--prefix", action="store_true", help="prefix-LM: prompt before first answer is bidirectional")
@@ -112,6 +113,10 @@ def train_batches(args, types):
     qtypes = [QUESTION_TYPES[t] for t in types]
     cfg = SynthConfig()
     lo, hi = (int(x) for x in args.objects.split(","))
+    if args.pool:  # a fixed dataset, as the demo's written files: batches drawn from the same records
+        pool = [to_messages(qtypes[i % len(qtypes)].build(rng, cfg)) for i in range(args.pool)]
+        while True:
+            yield [pool[int(j)] for j in rng.integers(0, len(pool), args.batch)]
     while True:
         if args.turns == 1:
             batch = [to_messages(qtypes[int(rng.integers(len(qtypes)))].build(rng, cfg)) for _ in range(args.batch)]
