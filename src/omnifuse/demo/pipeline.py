@@ -20,6 +20,7 @@ import yaml
 from omnifuse.benchmark.generate import QUESTION_TYPES, write_benchmark
 from omnifuse.demo.recipe import DEFAULT_MINUTES, demo_recipe
 from omnifuse.demo.report import save_gallery
+from omnifuse.demo.warmup import warm_up_audio_encoder, warm_up_vision_encoder
 from omnifuse.evaluation.dataset import eval_items
 from omnifuse.evaluation.runner import evaluate, format_table
 from omnifuse.modeling.folder import load_omni_folder
@@ -27,6 +28,10 @@ from omnifuse.modeling.folder import load_omni_folder
 DEFAULT_TRAIN_RECORDS = 6000
 DEFAULT_TEST_RECORDS = 700
 ALL_MODALITIES = "image,audio,video,mixed,text"
+# Encoder-only warm-up steps (README "What mattered"): 300 x 64 scenes reach ~0.94 per-cell accuracy,
+# 200 x 32 clips ~0.99 per-frame pitch accuracy; about a minute together on 2 cores.
+VISION_WARMUP_STEPS = 300
+AUDIO_WARMUP_STEPS = 200
 
 
 def log(message: str) -> None:
@@ -51,6 +56,40 @@ def accuracy_by_modality(result: dict) -> dict[str, float]:
     return {m: round(sum(v) / len(v), 4) for m, v in by_modality.items()}
 
 
+def warm_start(
+    recipe_dict: dict[str, Any],
+    folder: Path,
+    seed: int,
+    modalities: str,
+    steps: tuple[int, int] = (VISION_WARMUP_STEPS, AUDIO_WARMUP_STEPS),
+) -> dict[str, Any]:
+    """Build the recipe's fresh model, warm up the encoders the benchmark uses (see `demo.warmup`), save it
+    to `folder` and point the recipe's model at it. `steps` = (vision, audio) warm-up steps."""
+    import torch
+
+    from omnifuse.training.build import build_model, load_datasets
+    from omnifuse.training.recipe import validate_recipe
+
+    used = {m.strip() for m in modalities.split(",")}
+    vision, audio = bool(used & {"image", "video", "mixed"}), bool(used & {"audio", "mixed"})
+    if not (vision or audio):
+        return {}  # text only: no encoder is used
+    recipe = validate_recipe(recipe_dict, "demo recipe")
+    torch.manual_seed(seed)
+    model, processor = build_model(recipe.model, load_datasets(recipe.data)[0].records)
+    stats: dict[str, Any] = {}
+    if vision:
+        stats["vision"] = warm_up_vision_encoder(model, processor, steps=steps[0], seed=seed)
+        log(f"vision encoder warm-up: {stats['vision']}")
+    if audio:
+        stats["audio"] = warm_up_audio_encoder(model, processor, steps=steps[1], seed=seed)
+        log(f"audio encoder warm-up: {stats['audio']}")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    recipe_dict["model"] = {"from_pretrained": str(folder)}
+    return stats
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     minutes: float | None = None,
@@ -66,9 +105,10 @@ def run_demo(
     out = Path(out_dir)
     train_file, test_file = synthesize(out, seed, n_train, n_test, modalities)
     recipe_dict = demo_recipe(train_file, out / "model", seed, minutes or DEFAULT_MINUTES)
+    started = time.time()
+    warm = warm_start(recipe_dict, out / "warm", seed, modalities)
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict, sort_keys=False))
     log(f"recipe written to {out / 'recipe.yaml'} (rerun it with `omnifuse train`)")
-    started = time.time()
     train(validate_recipe(recipe_dict, str(out / "recipe.yaml")))
     train_seconds = round(time.time() - started, 1)
 
@@ -89,6 +129,8 @@ def run_demo(
         "text_acc": by_modality.get("text"),
         "accuracy": result["accuracy"],
         "per_question": result["per_question"],
+        "warmup_cell_accuracy": warm.get("vision", {}).get("cell_accuracy"),
+        "warmup_frame_accuracy": warm.get("audio", {}).get("frame_accuracy"),
         "train_seconds": train_seconds,
         "model_dir": str(out / "model"),
     }
