@@ -21,8 +21,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serve import percentile, png_uri, requests_for, small_model, start_server, stop_server  # noqa: E402
+from omnifuse.bench.serve import percentile, png_uri, requests_for, small_model, start_server, stop_server
 
 
 def rss_mib(pid: int) -> float:
