@@ -95,13 +95,13 @@ class OmniProcessor:
 
     def _encode_part(self, name: str, part: dict, item: str) -> EncodedMedia:
         try:
-            return self.items[name].encode(part_source(part), item, self.limits, self.tokenizer)
+            source = part_source(part)
+        except ValueError as err:  # a part with no usable source field
+            raise MediaError(name, item, str(err)) from err
+        try:
+            return self.items[name].encode(source, item, self.limits, self.tokenizer)
         except MediaError as err:
             raise MediaError(name, item, err.reason) from err  # named after the modality, not its kind
-        except ValueError as err:
-            if isinstance(err, ModalityError):
-                raise
-            raise MediaError(name, item, str(err)) from err
 
     def _expand(
         self, ids: list[int], labels: list[int], names: list[str], encoded: list[EncodedMedia]
