@@ -105,10 +105,12 @@ def test_concurrent_requests_never_see_each_others_tokens(engine, loaded):
         sink = run(engine, encode(processor, prompt), max_tokens=10)
         sink.done.wait(60)
         expected[prompt] = sink.text
+    # Encoded here, not in the threads: a transformers tokenizer is not safe to call from several threads
+    # at once (the server encodes under a lock for that reason); the engine is what runs concurrently.
+    encoded = {p: encode(processor, p) for p in PROMPTS}
     sinks = {}
     threads = [
-        threading.Thread(target=lambda p=p: sinks.setdefault(p, run(engine, encode(processor, p), 10)))
-        for p in PROMPTS * 2
+        threading.Thread(target=lambda p=p: sinks.setdefault(p, run(engine, encoded[p], 10))) for p in PROMPTS * 2
     ]
     for t in threads:
         t.start()

@@ -175,8 +175,8 @@ class Engine:
     def _admit(self, requests: list[EngineRequest]) -> None:
         """Prefill the newly admitted requests, then add them to the running batch.
 
-        Each prompt is prefilled alone: a prefill batched with other prompts (padded or not) runs other
-        matrix shapes, whose rounding can move a near-tied logit and so change a greedy answer.
+        Prompts of equal length are prefilled together; unequal ones are not padded against each other,
+        since padded prefill can move logits by rounding and so change a greedy answer.
         """
         ready = []
         for request in requests:
@@ -192,8 +192,11 @@ class Engine:
                     log.exception("encoding a prompt failed")
                 self._finish(request, error=err)
             request.media = {}  # encoded (or failed): the tensors are no longer needed
+        by_length: dict[int, list] = {}
         for request, embeds in ready:
-            self._prefill_group([(request, embeds)])
+            by_length.setdefault(embeds.shape[1], []).append((request, embeds))
+        for group in by_length.values():
+            self._prefill_group(group)
 
     def _prefill_group(self, ready: list[tuple[EngineRequest, torch.Tensor]]) -> None:
         try:
