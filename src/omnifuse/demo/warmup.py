@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -96,27 +97,19 @@ def warm_up_vision_encoder(
     was_training = encoder.training
     encoder.train()
     grid, heads = _cell_heads(encoder, processor)
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr)
-    recent, started = [], time.time()
-    for step in range(steps):
+
+    def batch_loss() -> tuple[torch.Tensor, Callable[[], float]]:
         images, colours, shapes = labelled_scenes(rng, batch_size, grid)
         colours, shapes = torch.from_numpy(colours), torch.from_numpy(shapes)
         colour_logits, shape_logits = heads(encoder(media_values(processor, images)))
         loss = nn.functional.cross_entropy(colour_logits.flatten(0, 1), colours.flatten())
         loss = loss + nn.functional.cross_entropy(shape_logits.flatten(0, 1), shapes.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step >= steps - 20:
-            recent.append(_joint_accuracy(colour_logits, shape_logits, colours, shapes))
-        if log_every and step % log_every == 0:
-            print(f"[warm-up] step {step}/{steps} loss {loss.item():.3f}", file=sys.stderr, flush=True)
+        return loss, lambda: _joint_accuracy(colour_logits, shape_logits, colours, shapes)
+
+    params = [*encoder.parameters(), *heads.parameters()]
+    accuracy, seconds = _fit(params, batch_loss, steps, lr, "[warm-up]", log_every)
     encoder.train(was_training)
-    return {
-        "cell_accuracy": round(float(np.mean(recent)), 4) if recent else None,
-        "steps": steps,
-        "seconds": round(time.time() - started, 1),
-    }
+    return {"cell_accuracy": accuracy, "steps": steps, "seconds": seconds}
 
 
 def warm_up_audio_encoder(
@@ -142,25 +135,40 @@ def warm_up_audio_encoder(
     with torch.no_grad():
         probe = encoder(media_values(processor, [np.zeros(16000, np.float32)], "audio"))
     frames, heads = probe.shape[1], nn.Linear(probe.shape[-1], len(PITCHES) + 2)  # pitch classes + silence, loudness
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr)
-    recent, started = [], time.time()
-    for step in range(steps):
+
+    def batch_loss() -> tuple[torch.Tensor, Callable[[], float]]:
         clips, pitches, loudness = labelled_clips(rng, batch_size, frames, window_seconds)
         pitches, loudness = torch.from_numpy(pitches), torch.from_numpy(loudness)
         out = heads(encoder(media_values(processor, clips, "audio")))
         sounding = ~torch.isnan(loudness)
         loss = nn.functional.cross_entropy(out[..., :-1].flatten(0, 1), pitches.flatten())
         loss = loss + ((out[..., -1][sounding] - loudness[sounding]) ** 2).mean()
+        return loss, lambda: float((out[..., :-1].argmax(-1) == pitches).float().mean())
+
+    params = [*encoder.parameters(), *heads.parameters()]
+    accuracy, seconds = _fit(params, batch_loss, steps, lr, "[warm-up audio]", log_every)
+    encoder.train(was_training)
+    return {"frame_accuracy": accuracy, "steps": steps, "seconds": seconds}
+
+
+def _fit(
+    params: list[torch.Tensor],
+    batch_loss: Callable[[], tuple[torch.Tensor, Callable[[], float]]],
+    steps: int,
+    lr: float,
+    label: str,
+    log_every: int,
+) -> tuple[float | None, float]:
+    """AdamW over `params` on a fresh labelled batch per step; (accuracy over the last 20 steps, seconds)."""
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    recent, started = [], time.time()
+    for step in range(steps):
+        loss, accuracy = batch_loss()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step >= steps - 20:
-            recent.append(float((out[..., :-1].argmax(-1) == pitches).float().mean()))
+            recent.append(accuracy())
         if log_every and step % log_every == 0:
-            print(f"[warm-up audio] step {step}/{steps} loss {loss.item():.3f}", file=sys.stderr, flush=True)
-    encoder.train(was_training)
-    return {
-        "frame_accuracy": round(float(np.mean(recent)), 4) if recent else None,
-        "steps": steps,
-        "seconds": round(time.time() - started, 1),
-    }
+            print(f"{label} step {step}/{steps} loss {loss.item():.3f}", file=sys.stderr, flush=True)
+    return (round(float(np.mean(recent)), 4) if recent else None), round(time.time() - started, 1)
