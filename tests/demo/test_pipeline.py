@@ -12,7 +12,7 @@ from omnifuse.demo.pipeline import run_demo
 @pytest.mark.timeout(900)  # about 100 s alone on 2 cores; the default guard is 300 s
 def test_short_demo_learns_well_above_chance(tmp_path):
     # audio + text only, so a minute of training covers each question type often enough
-    result = run_demo(out_dir=tmp_path, minutes=1.0, seed=0, n_train=1000, n_test=200, modalities="audio,text")
+    result = run_demo(out_dir=tmp_path, minutes=1.0, seed=0, n_test=200, modalities="audio,text")
     json.dumps(result)  # the final stdout line must be JSON
     assert result["task"] == "demo" and result["train_seconds"] > 0
     types = {"audio_pitch", "audio_beeps", "audio_longer", "audio_louder", "text_arith"}

@@ -50,21 +50,18 @@ def test_cell_grid_needs_a_square_map():
         cell_grid(12)
 
 
-
 def test_warm_start_saves_the_warmed_model_and_points_the_recipe_at_it(tmp_path):
-    from omnifuse.benchmark.generate import write_benchmark
     from omnifuse.demo.pipeline import warm_start
     from omnifuse.demo.recipe import demo_recipe
     from omnifuse.modeling.folder import load_omni_folder
 
-    data = write_benchmark(tmp_path / "data", n=20, modalities="image,audio")["data"]
-    recipe = demo_recipe(data, tmp_path / "model", seed=0, minutes=0.1)
+    recipe = demo_recipe(tmp_path / "model", seed=0, minutes=0.1, modalities="image,audio")
     stats = warm_start(recipe, tmp_path / "warm", seed=0, modalities="image,audio", steps=(3, 2))
     assert stats["vision"]["steps"] == 3 and stats["audio"]["steps"] == 2
     assert recipe["model"] == {"from_pretrained": str(tmp_path / "warm")}
     model, processor = load_omni_folder(tmp_path / "warm")
     assert "image" in processor.specs and model.encoder_for("image") is not None
 
-    untouched = demo_recipe(data, tmp_path / "model", seed=0, minutes=0.1)
+    untouched = demo_recipe(tmp_path / "model", seed=0, minutes=0.1, modalities="text")
     assert warm_start(untouched, tmp_path / "none", seed=0, modalities="text") == {}
     assert "text" in untouched["model"] and not (tmp_path / "none").exists()

@@ -130,6 +130,10 @@ def test_bad_values_name_the_key_and_the_problem(override, path, fragment):
         ("stages.0.lora={r: 4}", "stages.0", "align trains the projectors only"),
         ("stages.0.max_steps=null", "stages.0", "give `epochs` or `max_steps`"),
         ("model.tokenizer={path: tok, build: {vocab_size: 400}}", "model.tokenizer", "exactly one"),
+        ("data.generate={records: 10}", "data", "exactly one of `train`"),
+        ("data={generate: {records: 10}, cache_media: true}", "data", "never repeats one"),
+        ("data={generate: {records: 10, modalities: smell}}", "data.generate", "unknown or empty modalities"),
+        ("data={generate: {records: 0}}", "data.generate.records", "greater than or equal to 1"),
     ],
 )
 def test_inconsistent_sections_are_reported_where_they_are(override, path, fragment):
@@ -162,3 +166,13 @@ def test_cli_exits_with_2_and_a_one_line_reason(tmp_path):
     assert run.returncode == 2
     assert "stages.0.bach_size: unknown key; did you mean 'batch_size'?" in run.stderr
     assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_generated_data_and_a_contrastive_stage_are_refused_together():
+    err = error_of(minimal(), ("data={generate: {records: 10}}", "stages=[{name: contrastive, max_steps: 2}]"))
+    assert "contrastive stage trains on (medium, caption) pairs" in str(err)
+
+
+def test_generated_data_is_a_valid_data_section():
+    recipe = validate_recipe({**minimal(), "data": {"generate": {"records": 64, "modalities": "image,text"}}}, "r.yaml")
+    assert recipe.data.train is None and recipe.data.generate.records == 64 and recipe.data.generate.seed == 0

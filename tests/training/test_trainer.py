@@ -246,3 +246,33 @@ def test_a_corrupt_media_file_ends_the_run_with_exit_code_2(tiny_model, tmp_path
     assert trainer_main([str(tmp_path / "recipe.yaml")]) == 2
     err = capsys.readouterr().err
     assert "error: " in err and "data.jsonl:1" in err and "image" in err
+
+
+def test_generated_benchmark_trains_and_resumes_on_the_same_records(tiny_model, tmp_path):
+    """`data.generate`: records built on demand (so a resumed run sees the same ones), and a tokenizer that
+    knows the chat roles."""
+    import shutil
+
+    import numpy as np
+
+    recipe = validate_recipe(
+        {
+            "model": tiny_model,
+            "data": {"generate": {"records": 4 * 6, "modalities": "image,text", "seed": 1}},
+            "stages": [{"name": "full", "max_steps": 6, "batch_size": 4, "lr": {"language_model": 1e-3}}],
+            "output_dir": str(tmp_path / "out"),
+            "checkpoints": {"every": 3, "keep": 5},
+        }
+    )
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert train(recipe)["steps"] == 6
+    final = tmp_path / "out" / "checkpoints" / "step-6"
+    state = read_state(final)
+    assert state.train_samples == 24 and state.epoch == 1
+    shutil.rmtree(final)  # as if the run had stopped after step 3
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert train(recipe)["steps"] == 6
+    again = read_state(final)
+    assert np.allclose([x for _, x in again.history], [x for _, x in state.history], atol=1e-6)
+    tokenizer = OmniProcessor.from_pretrained(tmp_path / "out").tokenizer
+    assert tokenizer.tokenize("assistant") == ["assistant"] and tokenizer.tokenize("user") == ["user"]

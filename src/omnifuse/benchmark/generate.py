@@ -132,14 +132,37 @@ def generate_records(
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    config = SynthConfig(image_size=image_size, video_frames=video_frames)
-    types = question_types_for(modalities)
-    root = split_seed(seed, split)
-    order = [types[int(j)] for j in np.random.default_rng(root).permutation(len(types))]
+    stream = RecordStream(seed, modalities, split, SynthConfig(image_size=image_size, video_frames=video_frames))
     for i in range(n):
+        yield stream.record(i)
+
+
+class RecordStream:
+    """Record ``i`` of a split, built on demand: the same record whichever order or process asks for it.
+
+    Example:
+        >>> stream = RecordStream(seed=0, modalities="text")
+        >>> stream.record(5).answer == stream.record(5).answer
+        True
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        modalities: Sequence[str] | str = MODALITIES,
+        split: str = "train",
+        config: SynthConfig | None = None,
+    ) -> None:
+        self.config = config or SynthConfig()
+        types = question_types_for(modalities)
+        self.root = split_seed(seed, split)
+        # Types go round-robin in a seeded shuffled order.
+        self.order = [types[int(j)] for j in np.random.default_rng(self.root).permutation(len(types))]
+
+    def record(self, index: int) -> SyntheticRecord:
         # spawn_key gives record i a stream independent of the shuffle's and of every other record's.
-        rng = np.random.default_rng(np.random.SeedSequence(root, spawn_key=(i,)))
-        yield order[i % len(order)].build(rng, config)
+        rng = np.random.default_rng(np.random.SeedSequence(self.root, spawn_key=(index,)))
+        return self.order[index % len(self.order)].build(rng, self.config)
 
 
 def to_messages(record: SyntheticRecord, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:

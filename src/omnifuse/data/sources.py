@@ -321,6 +321,10 @@ class MessagesDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Record:
         return self.records[index]
 
+    def corpus(self) -> list[Record]:
+        """Every record: what a tokenizer built from the data is trained on."""
+        return self.records
+
 
 class StreamingMessagesDataset(torch.utils.data.IterableDataset):
     """Records read lazily, split across DataLoader workers and ranks so each is seen once per epoch.

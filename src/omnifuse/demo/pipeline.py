@@ -1,8 +1,9 @@
 """`omnifuse demo`: the built-in benchmark end to end, offline, on CPU.
 
-synthesize train/test splits -> build a small model (vision + audio encoders, projectors, a small
-LM, a byte-level BPE) -> align stage -> instruction stage -> exact-match evaluation per question
-type -> model, processor, loss curve and gallery saved -> one JSON line.
+synthesize the test split -> build a small model (vision + audio encoders, projectors, a small
+LM, a byte-level BPE) -> encoder warm-ups -> align stage -> instruction stage on freshly generated
+records -> exact-match evaluation per question type -> model, processor, loss curve and gallery
+saved -> one JSON line.
 
 Everything goes through the same public pieces a user would call: `write_benchmark`, a training
 recipe run by `train`, `evaluate`.
@@ -25,7 +26,6 @@ from omnifuse.evaluation.dataset import eval_items
 from omnifuse.evaluation.runner import evaluate, format_table
 from omnifuse.modeling.folder import load_omni_folder
 
-DEFAULT_TRAIN_RECORDS = 6000
 DEFAULT_TEST_RECORDS = 700
 ALL_MODALITIES = "image,audio,video,mixed,text"
 # Encoder-only warm-up steps (README "What mattered"): 300 x 64 scenes reach ~0.94 per-cell accuracy,
@@ -38,13 +38,13 @@ def log(message: str) -> None:
     print(f"[demo] {message}", file=sys.stderr, flush=True)
 
 
-def synthesize(out: Path, seed: int, n_train: int, n_test: int, modalities: str) -> tuple[Path, Path]:
-    """Train and test splits come from disjoint seeds (see `split_seed`)."""
-    common = {"seed": seed, "modalities": modalities, "progress": True}
-    train = write_benchmark(out / "data" / "train", n=n_train, split="train", **common)
-    test = write_benchmark(out / "data" / "test", n=n_test, split="test", **common)
-    log(f"benchmark: {train['records']} train / {test['records']} test records in {out / 'data'}")
-    return Path(train["data"]), Path(test["data"])
+def synthesize_test(out: Path, seed: int, n_test: int, modalities: str) -> Path:
+    """The test split as files; training generates its records on demand (the splits' seeds are disjoint,
+    see `split_seed`)."""
+    folder = out / "data" / "test"
+    test = write_benchmark(folder, n=n_test, split="test", seed=seed, modalities=modalities, progress=True)
+    log(f"benchmark: {test['records']} test records in {out / 'data' / 'test'}")
+    return Path(test["data"])
 
 
 def accuracy_by_modality(result: dict) -> dict[str, float]:
@@ -76,7 +76,7 @@ def warm_start(
         return {}  # text only: no encoder is used
     recipe = validate_recipe(recipe_dict, "demo recipe")
     torch.manual_seed(seed)
-    model, processor = build_model(recipe.model, load_datasets(recipe.data)[0].records)
+    model, processor = build_model(recipe.model, load_datasets(recipe.data)[0].corpus())
     stats: dict[str, Any] = {}
     if vision:
         stats["vision"] = warm_up_vision_encoder(model, processor, steps=steps[0], seed=seed)
@@ -94,7 +94,6 @@ def run_demo(
     out_dir: str | Path = "runs/demo",
     minutes: float | None = None,
     seed: int = 0,
-    n_train: int = DEFAULT_TRAIN_RECORDS,
     n_test: int = DEFAULT_TEST_RECORDS,
     modalities: str = ALL_MODALITIES,
 ) -> dict[str, Any]:
@@ -103,8 +102,8 @@ def run_demo(
     from omnifuse.training.trainer import train
 
     out = Path(out_dir)
-    train_file, test_file = synthesize(out, seed, n_train, n_test, modalities)
-    recipe_dict = demo_recipe(train_file, out / "model", seed, minutes or DEFAULT_MINUTES)
+    test_file = synthesize_test(out, seed, n_test, modalities)
+    recipe_dict = demo_recipe(out / "model", seed, minutes or DEFAULT_MINUTES, modalities)
     started = time.time()
     warm = warm_start(recipe_dict, out / "warm", seed, modalities)
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict, sort_keys=False))

@@ -2,7 +2,7 @@
 
 Example:
     >>> train_set, eval_set = load_datasets(recipe.data)  # doctest: +SKIP
-    >>> model, processor = build_model(recipe.model, train_set.records)  # doctest: +SKIP
+    >>> model, processor = build_model(recipe.model, train_set.corpus())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
+from omnifuse.benchmark.dataset import BenchmarkDataset
 from omnifuse.data.formats import DatasetFormatError, Record
 from omnifuse.data.sources import MessagesDataset
 from omnifuse.errors import FolderError
@@ -28,9 +29,14 @@ from omnifuse.training.recipe import DataSection, ModelSection, RecipeError
 SHORTHAND_MODALITIES = ("image", "video", "audio")  # ModelSection fields; any other name goes in `modalities`
 
 
-def load_datasets(data: DataSection) -> tuple[MessagesDataset, MessagesDataset | None]:
-    """Validate the train (and eval) files; skipped records are reported on stderr, never dropped silently."""
-    train = _load_one(data, data.train, "data.train")
+def load_datasets(data: DataSection) -> tuple[MessagesDataset | BenchmarkDataset, MessagesDataset | None]:
+    """Validate the train (and eval) files, or set up the generated benchmark; skipped records are reported on
+    stderr, never dropped silently."""
+    if data.generate is not None:
+        spec = data.generate
+        train = BenchmarkDataset(spec.records, spec.seed, spec.modalities)
+    else:
+        train = _load_one(data, data.train, "data.train")
     evaluation = _load_one(data, data.eval, "data.eval") if data.eval else None
     return train, evaluation
 
@@ -48,9 +54,12 @@ def _load_one(data: DataSection, path: str, key: str) -> MessagesDataset:
 
 
 def corpus_texts(records: Iterable[Record]) -> Iterable[str]:
-    """Every text part of every message: what a tokenizer built from the data is trained on."""
+    """Every text part and the role of every message (the chat template writes it in every turn's header):
+    what a tokenizer built from the data is trained on."""
     for record in records:
         for message in record.messages:
+            if isinstance(message.get("role"), str):
+                yield message["role"]
             content = message.get("content")
             if isinstance(content, str):
                 yield content

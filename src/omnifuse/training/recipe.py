@@ -109,8 +109,24 @@ class ModelSection(Section):
         return self
 
 
+class GenerateSection(Section):
+    """Train on the built-in benchmark generated on demand (`omnifuse.benchmark.dataset`): fresh records, no files."""
+
+    modalities: str = "image,audio,video,mixed,text"
+    records: int = Field(..., ge=1, description="dataset size; steps x batch_size sees every record once")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_modalities(self) -> GenerateSection:
+        from omnifuse.benchmark.generate import question_types_for
+
+        question_types_for(self.modalities)  # ValueError names the unknown ones
+        return self
+
+
 class DataSection(Section):
-    train: str
+    train: str | None = None
+    generate: GenerateSection | None = None
     eval: str | None = None
     media_dir: str | None = None
     format: Literal["messages", "llava", "sharegpt"] | None = None
@@ -124,6 +140,14 @@ class DataSection(Section):
     def _packing_needs_length(self) -> DataSection:
         if self.packing and self.max_length is None:
             raise ValueError("packing needs max_length (the packed row length)")
+        return self
+
+    @model_validator(mode="after")
+    def _one_train_source(self) -> DataSection:
+        if (self.train is None) == (self.generate is None):
+            raise ValueError("give exactly one of `train` (a dataset file) and `generate` (the built-in benchmark)")
+        if self.generate is not None and self.cache_media:
+            raise ValueError("cache_media keeps every record's media, but a generated dataset never repeats one")
         return self
 
 
@@ -211,6 +235,14 @@ class Recipe(Section):
     distributed: str | None = Field(None, description="an accelerate config file (FSDP, DeepSpeed, ...)")
     checkpoints: CheckpointSection = Field(default_factory=CheckpointSection)
     log_every: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _contrastive_needs_pairs(self) -> Recipe:
+        if self.data.generate is not None and any(stage.name == "contrastive" for stage in self.stages):
+            raise ValueError(
+                "a contrastive stage trains on (medium, caption) pairs; the generated benchmark asks questions"
+            )
+        return self
 
     def resolved_dtype(self, on_accelerator: bool) -> str:
         """float32 on CPU (bfloat16 there is ~400x slower), bfloat16 on accelerators, unless set."""

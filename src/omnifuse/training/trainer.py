@@ -28,6 +28,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 
+from omnifuse.benchmark.dataset import BenchmarkDataset
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
 from omnifuse.errors import OmnifuseInputError
@@ -61,7 +62,7 @@ class Run:
     accelerator: Accelerator
     processor: OmniProcessor
     collator: MultimodalCollator
-    train_set: MessagesDataset
+    train_set: MessagesDataset | BenchmarkDataset
     eval_set: MessagesDataset | None
     state: ckpt.TrainerState
     monitor: Monitor
@@ -140,7 +141,7 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
     else:
         set_seed(recipe.seed)
         check_component_configs(recipe.model)
-        model, processor = build_model(recipe.model, train_set.records)
+        model, processor = build_model(recipe.model, train_set.corpus())
         adapter_base = str(Path(recipe.model.from_pretrained).resolve()) if recipe.model.from_pretrained else None
         state = ckpt.TrainerState(
             adapter_base=adapter_base, world_size=accelerator.num_processes, train_samples=len(train_set)
