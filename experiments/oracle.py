@@ -99,7 +99,9 @@ def main():
     if args.words:
         from omnifuse.benchmark.common import COLORS, SHAPES
         tok = processor.tokenizer
-        one = lambda w: tok.encode(" " + w, add_special_tokens=False)[-1]
+        def one(word):
+            return tok.encode(" " + word, add_special_tokens=False)[-1]
+
         pad = tok.encode(" the", add_special_tokens=False)[-1]
         oracle.words = (model.get_input_embeddings(), torch.tensor([pad] + [one(c) for c in COLORS]),
                         torch.tensor([pad] + [one(k) for k in SHAPES]))

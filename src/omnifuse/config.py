@@ -75,6 +75,9 @@ class ModalitySpec:
     token per unit stays in the text; see `modeling/cross_attention.py`).
     `placeholder` (default `<name>`) and `batch_key` (default `name_values`; transformers' names for the
     standard image/video/audio) are filled in by `OmniConfig`.
+    `temporal_merge` (video only) makes one unit of `k` consecutive frames: each token holds the same
+    cell in all `k` frames side by side (Qwen2-VL's temporal patch), so what changes over time is
+    inside one token; the processor repeats a clip's last frame up to a multiple of `k`.
     """
 
     kind: str
@@ -89,6 +92,7 @@ class ModalitySpec:
     processing: dict[str, Any] = field(default_factory=dict)
     fusion: str = "placeholder"
     cross_attention_every: int = 1
+    temporal_merge: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -99,6 +103,10 @@ class ModalitySpec:
             raise ModalityError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not isinstance(self.cross_attention_every, int) or self.cross_attention_every < 1:
             raise ModalityError(f"cross_attention_every must be an integer >= 1, got {self.cross_attention_every!r}")
+        if not isinstance(self.temporal_merge, int) or self.temporal_merge < 1:
+            raise ModalityError(f"temporal_merge must be an integer >= 1, got {self.temporal_merge!r}")
+        if self.temporal_merge > 1 and self.kind != "video":
+            raise ModalityError(f"temporal_merge merges video frames; a {self.kind} modality has none")
         if (self.encoder is None) == (self.shares_encoder_with is None):
             raise ModalityError("a modality needs exactly one of `encoder` or `shares_encoder_with`")
         if isinstance(self.feature_layer, tuple):

@@ -58,3 +58,20 @@ def test_corpus_is_the_first_records_capped():
     assert [r.source for r in small.corpus()] == [f"benchmark:train:{i}" for i in range(10)]
     large = BenchmarkDataset(records=CORPUS_RECORDS + 500, seed=0, modalities="text")
     assert len(large.corpus()) == CORPUS_RECORDS
+
+
+def test_videos_are_the_mp4_a_written_split_holds(tmp_path):
+    from omnifuse.benchmark.generate import write_benchmark
+    from omnifuse.processing.media import load_video
+
+    dataset = BenchmarkDataset(records=4, seed=2, modalities="video")
+    written = write_benchmark(tmp_path, n=4, seed=2, modalities="video")
+    first_line = (tmp_path / "data.jsonl").read_text().splitlines()[0]
+    import json
+
+    path = tmp_path / json.loads(first_line)["messages"][0]["content"][0]["path"]
+    ours = dataset[0].messages[0]["content"][0]["video"]
+    assert isinstance(ours, bytes) and written["records"] == 4
+    (frames_a, times_a), (frames_b, times_b) = load_video(ours, num_frames=4), load_video(str(path), num_frames=4)
+    assert times_a == times_b and max(times_a) <= 1.0  # one second of 8 frames, not 8 s at 1 fps
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(frames_a, frames_b))

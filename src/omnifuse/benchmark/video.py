@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -61,11 +62,12 @@ def video_codec() -> str:
     raise RuntimeError(f"this PyAV build can encode none of {VIDEO_CODECS}; install PyAV wheels from PyPI")
 
 
-def write_mp4(path: str | Path, frames: Sequence[Image.Image], fps: int) -> None:
-    """Encode RGB ``frames`` as an MP4 (h264 if available, else MPEG-4 part 2), one frame per tick."""
+def write_mp4(target: str | Path | BinaryIO, frames: Sequence[Image.Image], fps: int) -> None:
+    """Encode RGB ``frames`` as an MP4 (h264 if available, else MPEG-4 part 2), one frame per tick, to a path
+    or a binary file object."""
     codec = video_codec()
     width, height = frames[0].size
-    with av.open(str(path), "w", format="mp4") as container:
+    with av.open(str(target) if isinstance(target, str | Path) else target, "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         # Near-lossless and single-threaded: tiny frames keep their colours and bytes stay reproducible.

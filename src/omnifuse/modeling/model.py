@@ -25,7 +25,7 @@ from omnifuse.modeling.cross_attention import CrossAttentionFusion
 from omnifuse.modeling.encoders import ModalityEncoder, build_encoder_module, probe_encoder
 from omnifuse.modeling.fusion import scatter_features
 from omnifuse.modeling.parts import PartsMixin
-from omnifuse.modeling.projectors import build_projector
+from omnifuse.modeling.projectors import build_projector, merge_frames
 from omnifuse.modeling.routing import fusion_routing
 from omnifuse.modeling.tokens import encoder_token_count, projector_layout, unit_token_count
 
@@ -75,7 +75,7 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
                 module = build_encoder_module(encoder_config_from_dict(spec.encoder))
                 self.encoders[name] = ModalityEncoder(module, spec)
             owner = config.encoder_spec_for(name)
-            in_dim = probe_encoder(owner.encoder).hidden_size * owner.num_feature_layers
+            in_dim = probe_encoder(owner.encoder).hidden_size * owner.num_feature_layers * spec.temporal_merge
             self.projectors[name] = build_projector(spec.projector, in_dim, text_hidden, projector_layout(spec.kind))
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.cross_attention = CrossAttentionFusion(config, self.language_model)  # empty without such modalities
@@ -119,7 +119,7 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         owner = self.config.encoder_spec_for(name)
         encoder = self.encoder_for(name)
         values = values.to(self.dtype)
-        features = encoder(values, mask)
+        features = merge_frames(encoder(values, mask), spec.temporal_merge)
         valid_in = [None] * features.shape[0] if mask is None else [int(n) for n in mask.sum(-1).tolist()]
         out_lengths = [unit_token_count(spec, owner, v) for v in valid_in]
         feature_lengths = torch.tensor([encoder_token_count(owner, v) for v in valid_in], device=features.device)

@@ -179,6 +179,23 @@ def merge_neighbours(features: torch.Tensor, factor: int, layout: str) -> torch.
     return blocks.permute(0, 1, 3, 2, 4, 5).reshape(batch, (side // factor) ** 2, factor * factor * dim)
 
 
+def merge_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
+    """Put each cell of `frames` consecutive frames side by side: (units, n, dim) -> (units / frames, n, frames * dim).
+
+    Units are frames in time order (a clip's frame count is a multiple of `frames`; the processor pads it).
+
+    Example:
+        >>> merge_frames(torch.arange(4.0).reshape(4, 1, 1), 2).tolist()
+        [[[0.0, 1.0]], [[2.0, 3.0]]]
+    """
+    if frames == 1:
+        return features
+    units, n, dim = features.shape
+    if units % frames:
+        raise ValueError(f"{units} frames cannot be merged in groups of {frames}; build inputs with the processor")
+    return features.reshape(units // frames, frames, n, dim).transpose(1, 2).reshape(units // frames, n, frames * dim)
+
+
 class _AttentionBlock(nn.Module):
     """Pre-norm cross-attention (queries -> keys) then a feed-forward, both residual."""
 

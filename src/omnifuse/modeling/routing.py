@@ -25,7 +25,7 @@ import torch
 
 from omnifuse.errors import ModalityError
 from omnifuse.modeling.cross_attention import ModalityMemory
-from omnifuse.modeling.projectors import projector_output_length
+from omnifuse.modeling.projectors import merge_frames, projector_output_length
 from omnifuse.modeling.tokens import encoder_token_count, projector_layout
 
 CACHE_ATTRIBUTE = "omnifuse_routing"  # set on the transformers Cache object of one generation
@@ -47,7 +47,7 @@ def modality_rows(model, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
 def build_memory(model, name: str, input_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None):
     """Encode and project a cross-attention modality's units, grouped per row by its marker tokens."""
     spec, owner = model.config.modality_specs()[name], model.config.encoder_spec_for(name)
-    features = model.encoder_for(name)(values.to(model.dtype), mask)
+    features = merge_frames(model.encoder_for(name)(values.to(model.dtype), mask), spec.temporal_merge)
     valid_in = [None] * features.shape[0] if mask is None else [int(n) for n in mask.sum(-1).tolist()]
     feature_lengths = [encoder_token_count(owner, v) for v in valid_in]
     projected = model.projectors[name](features, torch.tensor(feature_lengths, device=features.device))

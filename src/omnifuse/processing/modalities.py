@@ -45,16 +45,23 @@ class ImageItems:
 
 
 class VideoItems(ImageItems):
-    """Frames through the image encoder; each frame's tokens follow a timestamp marker (frame order)."""
+    """Frames through the image encoder; each unit's tokens follow a timestamp marker (frame order).
+
+    A unit is one frame, or `temporal_merge` consecutive frames (the clip's last frame repeated up to
+    a multiple of it), marked with the time of its first frame.
+    """
 
     def __init__(self, spec: ModalitySpec, owner: ModalitySpec, placeholder_id: int):
         super().__init__(spec, owner, placeholder_id)
         self.sampling = {k: spec.processing[k] for k in VIDEO_SAMPLING_KEYS if k in spec.processing}
+        self.frames_per_unit = spec.temporal_merge
 
     def encode(self, source: Any, item: str, limits: MediaLimits, tokenizer) -> EncodedMedia:
         frames, times = load_video(source, item=item, limits=limits, **self.sampling)
+        pad = (-len(frames)) % self.frames_per_unit
+        frames, times = list(frames) + [frames[-1]] * pad, list(times) + [times[-1]] * pad
         expansion: list[int] = []
-        for t in times:
+        for t in times[:: self.frames_per_unit]:
             marker = tokenizer(f"<{t:.1f}s>", add_special_tokens=False, split_special_tokens=True).input_ids
             expansion += marker + [self.placeholder_id] * self.unit_tokens
         return EncodedMedia(frames_to_tensor(frames, self.settings), None, expansion)
