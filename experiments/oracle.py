@@ -18,7 +18,7 @@ from torch import nn
 sys.path.insert(0, "experiments")
 import harness  # noqa: E402
 
-from omnifuse.benchmark.common import SynthConfig
+from omnifuse.benchmark.common import COLORS, SynthConfig
 from omnifuse.benchmark.dense import cell_labels
 from omnifuse.benchmark.generate import QUESTION_TYPES, split_seed, to_messages
 from omnifuse.benchmark.image import PlacedShape
@@ -30,6 +30,7 @@ class OracleProjector(nn.Module):
         self.colour, self.shape = nn.Embedding(9, dim), nn.Embedding(4, dim)
         self.row, self.col = nn.Embedding(grid, dim), nn.Embedding(grid, dim)
         self.grid, self.position, self.current, self.words = grid, position, None, None
+        self.role, self.roles = nn.Embedding(3, dim), None
 
     def output_length(self, n):
         return n
@@ -44,13 +45,15 @@ class OracleProjector(nn.Module):
         if self.position:
             idx = torch.arange(self.grid * self.grid)
             out = out + self.row(idx // self.grid) + self.col(idx % self.grid)
+        if self.roles is not None:  # the lookup done for the LM: cells of object a and of object b are marked
+            out = out + self.role(self.roles)
         return out
 
 
 def build_where(rng, cfg):
     """Training-only grounding question: the column and row (0-3) of a named object's centre."""
     from omnifuse.benchmark import image as im
-    from omnifuse.benchmark.common import COLORS, SHAPES, SyntheticRecord, choose, sample_distinct
+    from omnifuse.benchmark.common import SHAPES, SyntheticRecord, choose, sample_distinct
     count = int(rng.integers(2, 5))
     specs = [(choose(rng, SHAPES), c) for c in sample_distinct(rng, COLORS, count)]
     shapes = im.sample_layout(rng, specs, cfg.image_size)
@@ -83,6 +86,7 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prefix", action="store_true")
+    p.add_argument("--marked", action="store_true", help="oracle of the lookup: a's and b's cells carry a role")
     p.add_argument("--question_first", action="store_true", help="question text before the image")
     p.add_argument("--two", action="store_true", help="train position questions on two-shape scenes only")
     p.add_argument("--where", action="store_true", help="add training-only 'where is X' grounding questions")
@@ -97,7 +101,7 @@ def main():
     if args.oracle:
         model.projectors["image"] = oracle
     if args.words:
-        from omnifuse.benchmark.common import COLORS, SHAPES
+        from omnifuse.benchmark.common import SHAPES
         tok = processor.tokenizer
         def one(word):
             return tok.encode(" " + word, add_special_tokens=False)[-1]
@@ -110,7 +114,7 @@ def main():
     cfg, qtypes = SynthConfig(), [QUESTION_TYPES[t] for t in types]
     if args.two:  # position questions about two shapes only: no distractor to skip
         from omnifuse.benchmark import image as im
-        from omnifuse.benchmark.common import COLORS, SHAPES, choose, sample_distinct
+        from omnifuse.benchmark.common import SHAPES, choose, sample_distinct
 
         def build_two(rng, cfg):
             relation = choose(rng, im.POSITIONS)
@@ -133,6 +137,14 @@ def main():
         if args.prefix:
             batch["attention_mask"] = harness.prefix_mask(batch)
         oracle.current = labels_of(records)
+        if args.marked:
+            colours = oracle.current[0]
+            roles = torch.zeros_like(colours)
+            for row, r in enumerate(records):
+                for role, index in ((1, 0), (2, 1)):
+                    colour = 1 + COLORS.index(r.facts["shapes"][index]["color"])
+                    roles[row][colours[row] == colour] = role
+            oracle.roles = roles
         return batch
 
     t0 = time.time()

@@ -134,6 +134,7 @@ def test_bad_values_name_the_key_and_the_problem(override, path, fragment):
         ("data={generate: {records: 10}, cache_media: true}", "data", "never repeats one"),
         ("data={generate: {records: 10, modalities: smell}}", "data.generate", "unknown or empty modalities"),
         ("data={generate: {records: 0}}", "data.generate.records", "greater than or equal to 1"),
+        ("data={generate: {records: 9, adapt_every: 5}, num_workers: 1}", "data", "adapt_every needs num_workers: 0"),
     ],
 )
 def test_inconsistent_sections_are_reported_where_they_are(override, path, fragment):

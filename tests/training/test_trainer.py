@@ -249,8 +249,8 @@ def test_a_corrupt_media_file_ends_the_run_with_exit_code_2(tiny_model, tmp_path
 
 
 def test_generated_benchmark_trains_and_resumes_on_the_same_records(tiny_model, tmp_path):
-    """`data.generate`: records built on demand (so a resumed run sees the same ones), and a tokenizer that
-    knows the chat roles."""
+    """`data.generate` with an adaptive mix: records built on demand (so a resumed run sees the same ones, the
+    mix's state restored), and a tokenizer that knows the chat roles."""
     import shutil
 
     import numpy as np
@@ -258,7 +258,7 @@ def test_generated_benchmark_trains_and_resumes_on_the_same_records(tiny_model, 
     recipe = validate_recipe(
         {
             "model": tiny_model,
-            "data": {"generate": {"records": 4 * 6, "modalities": "image,text", "seed": 1}},
+            "data": {"generate": {"records": 4 * 6, "modalities": "image,text", "seed": 1, "adapt_every": 2}},
             "stages": [{"name": "full", "max_steps": 6, "batch_size": 4, "lr": {"language_model": 1e-3}}],
             "output_dir": str(tmp_path / "out"),
             "checkpoints": {"every": 3, "keep": 5},
@@ -269,10 +269,13 @@ def test_generated_benchmark_trains_and_resumes_on_the_same_records(tiny_model, 
     final = tmp_path / "out" / "checkpoints" / "step-6"
     state = read_state(final)
     assert state.train_samples == 24 and state.epoch == 1
+    assert set(state.data_mixture) == {"image_color", "image_shape", "image_count", "image_position", "image_caption",
+                                       "text_arith"}  # fmt: skip
     shutil.rmtree(final)  # as if the run had stopped after step 3
     with contextlib.redirect_stderr(io.StringIO()):
         assert train(recipe)["steps"] == 6
-    again = read_state(final)
+    again = read_state(final)  # the mix restored at step 3 draws the same question types
     assert np.allclose([x for _, x in again.history], [x for _, x in state.history], atol=1e-6)
+    assert again.data_mixture == state.data_mixture
     tokenizer = OmniProcessor.from_pretrained(tmp_path / "out").tokenizer
     assert tokenizer.tokenize("assistant") == ["assistant"] and tokenizer.tokenize("user") == ["user"]

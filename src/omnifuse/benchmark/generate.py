@@ -154,15 +154,20 @@ class RecordStream:
         config: SynthConfig | None = None,
     ) -> None:
         self.config = config or SynthConfig()
-        types = question_types_for(modalities)
+        self.types = question_types_for(modalities)
         self.root = split_seed(seed, split)
         # Types go round-robin in a seeded shuffled order.
-        self.order = [types[int(j)] for j in np.random.default_rng(self.root).permutation(len(types))]
+        self.order = [self.types[int(j)] for j in np.random.default_rng(self.root).permutation(len(self.types))]
 
-    def record(self, index: int) -> SyntheticRecord:
+    def record(self, index: int, probabilities: Sequence[float] | None = None) -> SyntheticRecord:
+        """Record `index`; with `probabilities` (one per `types`) its type is drawn from them instead of
+        taken round-robin."""
         # spawn_key gives record i a stream independent of the shuffle's and of every other record's.
         rng = np.random.default_rng(np.random.SeedSequence(self.root, spawn_key=(index,)))
-        return self.order[index % len(self.order)].build(rng, self.config)
+        if probabilities is None:
+            return self.order[index % len(self.order)].build(rng, self.config)
+        pick = np.random.default_rng(np.random.SeedSequence(self.root, spawn_key=(index, 1)))
+        return self.types[int(pick.choice(len(self.types), p=probabilities))].build(rng, self.config)
 
 
 def to_messages(record: SyntheticRecord, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:

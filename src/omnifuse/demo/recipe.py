@@ -87,7 +87,9 @@ def demo_recipe(output_dir: str | Path, seed: int, minutes: float, modalities: s
     common = {"batch_size": batch_size, "warmup_ratio": 0.05, "max_grad_norm": 1.0}
     return {
         "model": demo_model(),
-        "data": {"generate": {"modalities": modalities, "records": steps * batch_size, "seed": seed}},
+        "data": {
+            "generate": {"modalities": modalities, "records": steps * batch_size, "seed": seed, "adapt_every": 200}
+        },
         "stages": [
             {"name": "align", "max_steps": align_steps, "lr": {"projectors": 1e-3}, **common},
             {

@@ -34,7 +34,7 @@ def load_datasets(data: DataSection) -> tuple[MessagesDataset | BenchmarkDataset
     stderr, never dropped silently."""
     if data.generate is not None:
         spec = data.generate
-        train = BenchmarkDataset(spec.records, spec.seed, spec.modalities)
+        train = BenchmarkDataset(spec.records, spec.seed, spec.modalities, adapt=spec.adapt_every is not None)
     else:
         train = _load_one(data, data.train, "data.train")
     evaluation = _load_one(data, data.eval, "data.eval") if data.eval else None

@@ -56,6 +56,7 @@ class TrainerState:
     history: list[list[float]] = field(default_factory=list)  # [global_step, train loss]
     eval_history: list[list[float]] = field(default_factory=list)  # [global_step, eval loss]
     stage_starts: list[int] = field(default_factory=list)  # global step at which each stage began
+    data_mixture: dict[str, float | None] = field(default_factory=dict)  # an adaptive generated mix's state
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

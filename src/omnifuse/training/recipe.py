@@ -115,6 +115,9 @@ class GenerateSection(Section):
     modalities: str = "image,audio,video,mixed,text"
     records: int = Field(..., ge=1, description="dataset size; steps x batch_size sees every record once")
     seed: int = 0
+    adapt_every: int | None = Field(
+        None, ge=1, description="re-weight question types by the model's probe accuracy every N steps"
+    )
 
     @model_validator(mode="after")
     def _known_modalities(self) -> GenerateSection:
@@ -148,6 +151,8 @@ class DataSection(Section):
             raise ValueError("give exactly one of `train` (a dataset file) and `generate` (the built-in benchmark)")
         if self.generate is not None and self.cache_media:
             raise ValueError("cache_media keeps every record's media, but a generated dataset never repeats one")
+        if self.generate is not None and self.generate.adapt_every and self.num_workers:
+            raise ValueError("generate.adapt_every needs num_workers: 0 (a worker would keep its own copy of the mix)")
         return self
 
 

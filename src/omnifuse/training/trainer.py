@@ -138,6 +138,8 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
     train_set, eval_set = load_datasets(recipe.data)
     if latest is not None:
         model, processor, state = resume_model(recipe, accelerator, latest, len(train_set))
+        if isinstance(train_set, BenchmarkDataset) and train_set.mixture is not None:
+            train_set.mixture.load_state_dict(state.data_mixture)
     else:
         set_seed(recipe.seed)
         check_component_configs(recipe.model)
@@ -286,9 +288,20 @@ def after_step(run: Run, sr: StageRun, metrics: StepMetrics, seconds: float) -> 
     run.monitor.step(state.global_step, metrics.loss, lrs, tokens_per_s, record=due, grad_norm=metrics.grad_norm)
     if run.eval_set is not None and sr.stage.eval_every and state.stage_step % sr.stage.eval_every == 0:
         run_eval(run, sr)
+    generate = run.recipe.data.generate
+    if generate is not None and generate.adapt_every and state.global_step % generate.adapt_every == 0:
+        adapt_mix(run, sr)
     every = run.recipe.checkpoints.every
     if (every and state.global_step % every == 0) or state.stage_step == sr.plan.total_steps:
         save(run, sr)
+
+
+def adapt_mix(run: Run, sr: StageRun) -> None:
+    """Re-weight the generated question types by the model's accuracy on fresh probe records."""
+    accuracy = run.train_set.adapt(run.accelerator.unwrap_model(sr.model), run.processor, probe=run.state.global_step)
+    run.state.data_mixture = run.train_set.mixture.state_dict()
+    weakest = ", ".join(f"{name} {value:.2f}" for name, value in sorted(accuracy.items(), key=lambda kv: kv[1])[:4])
+    log(f"step {run.state.global_step}: probe accuracy, weakest types: {weakest}", run.is_main)
 
 
 def run_eval(run: Run, sr: StageRun) -> float:
