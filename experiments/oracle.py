@@ -83,10 +83,13 @@ def main():
     p.add_argument("--oracle", action="store_true")
     p.add_argument("--no_position", action="store_true")
     p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--ground_layer", type=int, default=-1, help="hidden state the grounding head reads")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prefix", action="store_true")
     p.add_argument("--marked", action="store_true", help="oracle of the lookup: a's and b's cells carry a role")
+    p.add_argument("--ground", type=float, default=0.0, help="weight of a loss: the LM's state at each colour word "
+                   "of the question names the cell of that object's centre")
     p.add_argument("--question_first", action="store_true", help="question text before the image")
     p.add_argument("--two", action="store_true", help="train position questions on two-shape scenes only")
     p.add_argument("--where", action="store_true", help="add training-only 'where is X' grounding questions")
@@ -147,6 +150,23 @@ def main():
             oracle.roles = roles
         return batch
 
+    colour_ids = {processor.tokenizer.encode(" " + c, add_special_tokens=False)[-1]: c for c in COLORS}
+    head = nn.Linear(model.config.text_config.hidden_size, 16)
+    opt.add_param_group({"params": head.parameters(), "lr": args.lr})
+
+    def grounding_loss(hidden, input_ids, records):
+        states, targets = [], []
+        for row, r in enumerate(records):
+            cells = {s["color"]: (int((s["bbox"][1] + s["bbox"][3]) / 16) * 4 + int((s["bbox"][0] + s["bbox"][2]) / 16))
+                     for s in r.facts["shapes"]}
+            for pos, token in enumerate(input_ids[row].tolist()):
+                if token in colour_ids and colour_ids[token] in cells:
+                    states.append(hidden[row, pos])
+                    targets.append(cells[colour_ids[token]])
+        if not states:
+            return hidden.sum() * 0
+        return nn.functional.cross_entropy(head(torch.stack(states)), torch.tensor(targets))
+
     t0 = time.time()
     model.train()
     for step in range(args.steps):
@@ -154,7 +174,13 @@ def main():
         for g in opt.param_groups:
             g["lr"] = args.lr * f
         records = [qtypes[int(rng.integers(len(qtypes)))].build(rng, cfg) for _ in range(32)]
-        loss = model(**run(records)).loss
+        batch = run(records)
+        if args.ground:
+            out = model(**batch, output_hidden_states=True)
+            hidden = out.hidden_states[args.ground_layer]
+            loss = out.loss + args.ground * grounding_loss(hidden, batch["input_ids"], records)
+        else:
+            loss = model(**batch).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
