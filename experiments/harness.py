@@ -49,16 +49,19 @@ def parse() -> argparse.Namespace:
     p.add_argument("--aux_position", action="store_true", help="warm-up also predicts each cell's row and column")
     p.add_argument("--audio", action="store_true", help="keep the audio encoder (for audio types)")
     p.add_argument("--prefix", action="store_true", help="prefix-LM: prompt before first answer is bidirectional")
+    p.add_argument("--ground", type=float, default=0.0, help="grounding loss weight (experiments/grounding.py)")
+    p.add_argument("--ground_layer", type=int, default=1)
+    p.add_argument("--pos_scale", type=float, default=0.02, help="init scale of the --pos2d table")
     return p.parse_args()
 
 
 class AddPositions(nn.Module):
     """Wraps a projector: adds a learned embedding per output token index (absolute 2-D position)."""
 
-    def __init__(self, inner: nn.Module, tokens: int, dim: int):
+    def __init__(self, inner: nn.Module, tokens: int, dim: int, scale: float = 0.02):
         super().__init__()
         self.inner = inner
-        self.table = nn.Parameter(torch.randn(tokens, dim) * 0.02)
+        self.table = nn.Parameter(torch.randn(tokens, dim) * scale)
 
     def output_length(self, n):
         return self.inner.output_length(n)
@@ -93,8 +96,19 @@ def build(args, corpus_records):
     section = ModelSection(**cfg)
     model, processor = build_model(section, corpus_records)
     if args.pos2d:
-        model.projectors["image"] = AddPositions(model.projectors["image"], 16, model.config.text_config.hidden_size)
+        hidden = model.config.text_config.hidden_size
+        model.projectors["image"] = AddPositions(model.projectors["image"], 16, hidden, args.pos_scale)
     return model, processor
+
+
+def update(model, opt, loss, step: int, started: float, every: int = 100) -> None:
+    """One optimizer step (clipped at 1.0), logging the loss every `every` steps."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    if step % every == 0:
+        print(f"step {step} loss {loss.item():.3f} {time.time() - started:.0f}s", file=sys.stderr, flush=True)
 
 
 def corpus(types, seed):
@@ -119,7 +133,7 @@ def train_batches(args, types):
             yield [pool[int(j)] for j in rng.integers(0, len(pool), args.batch)]
     while True:
         if args.turns == 1:
-            batch = [to_messages(qtypes[int(rng.integers(len(qtypes)))].build(rng, cfg)) for _ in range(args.batch)]
+            batch = [qtypes[int(rng.integers(len(qtypes)))].build(rng, cfg) for _ in range(args.batch)]
         else:
             batch = list(scenes.conversations(rng, args.batch, turns=args.turns, cfg=cfg, counts=(lo, hi)))
         yield batch
@@ -165,6 +179,10 @@ def main():
         {"params": [p for n, p in model.named_parameters() if n.startswith("encoders")], "lr": args.enc_lr},
         {"params": [p for n, p in model.named_parameters() if not n.startswith("encoders")], "lr": args.lr},
     ]
+    import grounding
+
+    head = grounding.GroundingHead(model.config.text_config.hidden_size, processor.tokenizer)
+    groups.append({"params": list(head.parameters()), "lr": args.lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     base = [g["lr"] for g in groups]
     warm = max(1, args.steps // 20)
@@ -181,18 +199,22 @@ def main():
         f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (args.steps - warm)))
         for g, b in zip(opt.param_groups, base):
             g["lr"] = b * f
-        batch = processor.apply_chat_template(next(batches), return_labels=True)
+        records = next(batches)
+        if records and not isinstance(records[0], list):
+            messages = [to_messages(r) for r in records]
+        else:
+            messages, records = records, []
+        batch = processor.apply_chat_template(messages, return_labels=True)
         if args.prefix:
             batch["attention_mask"] = prefix_mask(batch)
         tok += batch["input_ids"].numel()
         sup += int((batch["labels"] != -100).sum())
-        loss = model(**batch).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0:
-            print(f"step {step} loss {loss.item():.3f} {time.time()-t0:.0f}s", file=sys.stderr, flush=True)
+        if args.ground:
+            out = model(**batch, output_hidden_states=True)
+            loss = out.loss + args.ground * head.loss(out.hidden_states[args.ground_layer], batch["input_ids"], records)
+        else:
+            loss = model(**batch).loss
+        update(model, opt, loss, step, t0, every=50)
     secs = time.time() - t0
     acc = evaluate(model, processor, tests)
     out = {"args": vars(args), "aux": aux_acc, "acc": acc, "mean": round(sum(acc.values()) / len(acc), 3),

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, "experiments")
+import grounding  # noqa: E402
 import harness  # noqa: E402
 
 from omnifuse.benchmark.common import COLORS, SynthConfig
@@ -150,22 +151,8 @@ def main():
             oracle.roles = roles
         return batch
 
-    colour_ids = {processor.tokenizer.encode(" " + c, add_special_tokens=False)[-1]: c for c in COLORS}
-    head = nn.Linear(model.config.text_config.hidden_size, 16)
+    head = grounding.GroundingHead(model.config.text_config.hidden_size, processor.tokenizer)
     opt.add_param_group({"params": head.parameters(), "lr": args.lr})
-
-    def grounding_loss(hidden, input_ids, records):
-        states, targets = [], []
-        for row, r in enumerate(records):
-            cells = {s["color"]: (int((s["bbox"][1] + s["bbox"][3]) / 16) * 4 + int((s["bbox"][0] + s["bbox"][2]) / 16))
-                     for s in r.facts["shapes"]}
-            for pos, token in enumerate(input_ids[row].tolist()):
-                if token in colour_ids and colour_ids[token] in cells:
-                    states.append(hidden[row, pos])
-                    targets.append(cells[colour_ids[token]])
-        if not states:
-            return hidden.sum() * 0
-        return nn.functional.cross_entropy(head(torch.stack(states)), torch.tensor(targets))
 
     t0 = time.time()
     model.train()
@@ -178,15 +165,10 @@ def main():
         if args.ground:
             out = model(**batch, output_hidden_states=True)
             hidden = out.hidden_states[args.ground_layer]
-            loss = out.loss + args.ground * grounding_loss(hidden, batch["input_ids"], records)
+            loss = out.loss + args.ground * head.loss(hidden, batch["input_ids"], records)
         else:
             loss = model(**batch).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.3f} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+        harness.update(model, opt, loss, step, t0)
     tests = harness.test_records(types, 60, args.seed)
     model.eval()
     hits = {}

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, "experiments")
+import harness  # noqa: E402
+
 from omnifuse.benchmark.generate import QUESTION_TYPES, SynthConfig, split_seed, to_messages
 from omnifuse.data.formats import Record
 from omnifuse.demo.recipe import demo_model
@@ -80,13 +83,7 @@ def main():
             g["lr"] = b * f
         records = [types[int(rng.integers(len(types)))].build(rng, SynthConfig()) for _ in range(32)]
         batch = processor.apply_chat_template([to_messages(r) for r in records], return_labels=True)
-        loss = model(**batch).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.3f} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+        harness.update(model, opt, model(**batch).loss, step, t0)
     model.eval()
     hits = {}
     with torch.no_grad():

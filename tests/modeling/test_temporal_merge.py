@@ -92,3 +92,27 @@ def test_merged_video_model_trains_and_round_trips(merged, tmp_path):
     assert loaded.config.modality_specs()["video"].temporal_merge == MERGE
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, logits)
+
+
+def test_cross_attention_video_takes_one_marker_per_unit():
+    section = ModelSection(
+        text=tiny_text_config("llama").to_dict(),
+        image=tiny_conv_config("resnet").to_dict(),
+        video=True,
+        modality_options={"video": {"temporal_merge": MERGE, "fusion": "cross_attention"}},
+        tokenizer={"build": {"vocab_size": 300}},
+    )
+    torch.manual_seed(0)
+    model, processor = build_model(section, BenchmarkDataset(50, seed=0, modalities="video").corpus())
+    with torch.no_grad():  # open the gates (Flamingo's start at zero: the LM is untouched at first)
+        for name, parameter in model.cross_attention.named_parameters():
+            if name.endswith("_gate"):
+                parameter.fill_(0.7)
+    batch = video_batch(processor, clip(["red", "blue", "green", "white"]))
+    spec = model.config.modality_specs()["video"]
+    assert int((batch["input_ids"] == spec.placeholder_token_id).sum()) == 2  # 4 frames, 2 units
+    with torch.no_grad():
+        logits = model.eval()(**batch).logits
+    changed = dict(batch, pixel_values_videos=batch["pixel_values_videos"].flip(0))
+    with torch.no_grad():
+        assert not torch.allclose(model(**changed).logits, logits)  # the frames reach the LM
