@@ -177,3 +177,10 @@ def test_generated_data_and_a_contrastive_stage_are_refused_together():
 def test_generated_data_is_a_valid_data_section():
     recipe = validate_recipe({**minimal(), "data": {"generate": {"records": 64, "modalities": "image,text"}}}, "r.yaml")
     assert recipe.data.train is None and recipe.data.generate.records == 64 and recipe.data.generate.seed == 0
+
+
+def test_example_recipe_switches_to_generated_data_by_override():
+    overrides = ["data.train=null", "data.generate={records: 32000, adapt_every: 200}"]
+    recipe = load_recipe(RECIPES / "benchmark_align_sft.yaml", overrides)
+    assert recipe.data.train is None and recipe.data.generate.adapt_every == 200
+    assert recipe.data.eval  # the written held-out set still measures it
