@@ -32,7 +32,6 @@ from omnifuse.benchmark.dataset import BenchmarkDataset
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
 from omnifuse.errors import OmnifuseInputError
-from omnifuse.modeling.folder import load_omni_folder
 from omnifuse.modeling.model import OmniForConditionalGeneration
 from omnifuse.processing.processor import OmniProcessor
 from omnifuse.safety.paths import check_output_dir, make_output_dir
@@ -45,13 +44,11 @@ from omnifuse.training.modality_lora import finish_modality_lora
 from omnifuse.training.monitor import Monitor, log, plot_loss_curve
 from omnifuse.training.preflight import check_component_configs
 from omnifuse.training.recipe import LoraSection, Recipe, RecipeError, StageSection, load_recipe
+from omnifuse.training.resume import RECIPE_FILE, resume_model
 from omnifuse.training.schedule import StagePlan, make_scheduler
 from omnifuse.training.stages import describe_trainable, is_projector_only, param_groups, prepare_stage_model
 
 LOSS_CURVE = "loss_curve.png"
-RECIPE_FILE = "recipe.json"
-# Stage settings that decide the data order and the optimizer state; a resumed run must share them.
-RESUME_KEYS = ("name", "epochs", "max_steps", "batch_size", "grad_accum", "lora")
 
 
 @dataclass
@@ -137,9 +134,7 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
     latest = ckpt.latest_intact_checkpoint(root, warn=lambda text: log(text, accelerator.is_main_process))
     train_set, eval_set = load_datasets(recipe.data)
     if latest is not None:
-        model, processor, state = resume_model(recipe, accelerator, latest, len(train_set))
-        if isinstance(train_set, BenchmarkDataset) and train_set.mixture is not None:
-            train_set.mixture.load_state_dict(state.data_mixture)
+        model, processor, state = resume_model(recipe, accelerator, latest, train_set)
     else:
         set_seed(recipe.seed)
         check_component_configs(recipe.model)
@@ -159,42 +154,6 @@ def start_run(recipe: Recipe, accelerator: Accelerator) -> tuple[Run, OmniForCon
     monitor = Monitor(recipe.output_dir, accelerator.is_main_process, state.global_step)
     run = Run(recipe, accelerator, processor, collator, train_set, eval_set, state, monitor, latest)
     return run, model
-
-
-def resume_model(
-    recipe: Recipe, accelerator: Accelerator, folder: Path, train_samples: int
-) -> tuple[OmniForConditionalGeneration, OmniProcessor, ckpt.TrainerState]:
-    """The checkpoint's architecture and processor; its weights are loaded once its stage is set up."""
-    check_same_recipe(recipe, folder)
-    state = ckpt.read_state(folder)
-    if state.train_samples != train_samples:
-        raise RecipeError(
-            f"holds {train_samples} usable records, but {folder} was trained on {state.train_samples}, "
-            "so the saved data position would point elsewhere",
-            path="data.train",
-            suggestion="resume with the same data, or use a new output_dir",
-        )
-    log(f"resuming from {folder} (stage {state.stage + 1}, step {state.global_step})", accelerator.is_main_process)
-    if state.world_size != accelerator.num_processes:
-        log(
-            f"warning: {folder} was written by {state.world_size} process(es), this run has "
-            f"{accelerator.num_processes}: the data order after it differs",
-            accelerator.is_main_process,
-        )
-    model, processor = load_omni_folder(folder, weights=False)
-    return model, processor, state
-
-
-def check_same_recipe(recipe: Recipe, folder: Path) -> None:
-    saved = json.loads((folder / RECIPE_FILE).read_text())
-    old = [{k: s.get(k) for k in RESUME_KEYS} for s in saved["stages"]]
-    new = [{k: s.get(k) for k in RESUME_KEYS} for s in recipe.model_dump()["stages"]]
-    if old != new or saved.get("seed") != recipe.seed:
-        raise RecipeError(
-            f"{folder} was written by a recipe with other stages or seed, so it cannot be resumed",
-            path="output_dir",
-            suggestion="choose a new output_dir, or delete its checkpoints/ to start over",
-        )
 
 
 def run_stage(run: Run, model: OmniForConditionalGeneration, index: int) -> OmniForConditionalGeneration:
