@@ -14,6 +14,7 @@ from omnifuse.benchmark.common import COLORS, SHAPES, SynthConfig, choose, sampl
 
 GRID = 4
 POSITION_HEADS = False
+CENTRE_HEAD = False  # one more logit per cell: an object's centre lies in this cell
 
 
 def cell_labels(shapes, size=32, grid=GRID, min_px=6):
@@ -63,7 +64,7 @@ def pretrain(model, processor, steps, batch=64, seed=0, lr=2e-3):
     """Encoder + two linear per-cell heads; returns per-cell accuracy on occupied cells (last 20 steps)."""
     enc = model.encoders["image"]
     dim = 64
-    heads = nn.Linear(dim, len(COLORS) + 1 + len(SHAPES) + 1 + (2 * GRID if POSITION_HEADS else 0))
+    heads = nn.Linear(dim, len(COLORS) + 1 + len(SHAPES) + 1 + (2 * GRID if POSITION_HEADS else 0) + int(CENTRE_HEAD))
     opt = torch.optim.AdamW(list(enc.parameters()) + list(heads.parameters()), lr=lr)
     rng = np.random.default_rng(seed + 12345)
     cfg = SynthConfig()
@@ -85,6 +86,13 @@ def pretrain(model, processor, steps, batch=64, seed=0, lr=2e-3):
             cells = torch.arange(GRID * GRID)
             loss = loss + nn.functional.cross_entropy(rc[..., :GRID].flatten(0, 1), (cells // GRID).repeat(batch))
             loss = loss + nn.functional.cross_entropy(rc[..., GRID:].flatten(0, 1), (cells % GRID).repeat(batch))
+        if CENTRE_HEAD:
+            centres = torch.zeros(batch, GRID * GRID)
+            for b, (_, shapes) in enumerate(items):
+                for sh in shapes:
+                    cx, cy = sh.center
+                    centres[b, int(cy // 8) * GRID + int(cx // 8)] = 1.0
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(logits[..., -1], centres)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -47,10 +47,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--audio_aux_steps", type=int, default=0)
     p.add_argument("--pool", type=int, default=0, help="draw batches from N fixed records (the demo's files)")
     p.add_argument("--aux_position", action="store_true", help="warm-up also predicts each cell's row and column")
+    p.add_argument("--aux_centre", action="store_true", help="warm-up also flags each object's centre cell")
     p.add_argument("--audio", action="store_true", help="keep the audio encoder (for audio types)")
     p.add_argument("--prefix", action="store_true", help="prefix-LM: prompt before first answer is bidirectional")
     p.add_argument("--ground", type=float, default=0.0, help="grounding loss weight (experiments/grounding.py)")
     p.add_argument("--ground_layer", type=int, default=1)
+    p.add_argument("--ground_offset", type=int, default=0, help="1: the word after the colour (the shape)")
+    p.add_argument("--ground_target", default="cell", choices=["cell", "box", "rowcol"])
     p.add_argument("--pos_scale", type=float, default=0.02, help="init scale of the --pos2d table")
     return p.parse_args()
 
@@ -148,23 +151,30 @@ def test_records(types, n, seed):
 
 
 @torch.no_grad()
-def evaluate(model, processor, records):
+def evaluate(model, processor, records, head=None, layer=1):
     model.eval()
     hits: dict[str, list[int]] = {}
+    grounded = []
     for i in range(0, len(records), 64):
         chunk = records[i : i + 64]
         batch = processor.apply_chat_template([to_messages(r) for r in chunk], return_labels=True)
         if PREFIX:
             batch["attention_mask"] = prefix_mask(batch)
         labels = batch.pop("labels")
-        logits = model(**batch).logits
+        out = model(**batch, output_hidden_states=head is not None)
+        logits = out.logits
+        if head is not None:
+            grounded.append(head.accuracy(out.hidden_states[layer], batch["input_ids"], chunk))
         pred = logits[:, :-1].argmax(-1)
         gold = labels[:, 1:]
         ok = ((pred == gold) | (gold == -100)).all(-1)
         for r, o in zip(chunk, ok.tolist()):
             hits.setdefault(r.question_type, []).append(int(o))
     model.train()
-    return {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
+    acc = {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
+    if grounded:
+        acc["grounding_cell"] = round(float(np.mean(grounded)), 3)
+    return acc
 
 
 def main():
@@ -181,7 +191,9 @@ def main():
     ]
     import grounding
 
-    head = grounding.GroundingHead(model.config.text_config.hidden_size, processor.tokenizer)
+    head = grounding.GroundingHead(model.config.text_config.hidden_size, processor.tokenizer,
+                                   target=args.ground_target)
+    head.offset = args.ground_offset
     groups.append({"params": list(head.parameters()), "lr": args.lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     base = [g["lr"] for g in groups]
@@ -190,6 +202,7 @@ def main():
         import aux_audio
         print("audio aux", aux_audio.pretrain(model, processor, args.audio_aux_steps, seed=args.seed), file=sys.stderr)
     aux.POSITION_HEADS = args.aux_position
+    aux.CENTRE_HEAD = args.aux_centre
     aux_acc = aux.pretrain(model, processor, args.aux_steps, seed=args.seed) if args.aux_steps else None
     tests = test_records(types, args.test, args.seed)
     batches = train_batches(args, types)
@@ -216,7 +229,7 @@ def main():
             loss = model(**batch).loss
         update(model, opt, loss, step, t0, every=50)
     secs = time.time() - t0
-    acc = evaluate(model, processor, tests)
+    acc = evaluate(model, processor, tests, head if args.ground else None, args.ground_layer)
     out = {"args": vars(args), "aux": aux_acc, "acc": acc, "mean": round(sum(acc.values()) / len(acc), 3),
            "train_s": round(secs, 1), "s_per_step": round(secs / args.steps, 3),
            "tokens_per_step": tok // args.steps, "supervised_per_step": sup // args.steps}

@@ -171,6 +171,7 @@ class OmniConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     modalities: dict | None = None
     tie_word_embeddings: bool = False
+    grounding: dict | None = None  # a grounding head's settings (omnifuse.modeling.grounding); None: no head
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)

@@ -39,12 +39,25 @@ def test_labels_agree_with_rendered_pixels():
 
 
 def test_labelled_scenes_shapes_and_grid_mismatch():
-    images, colours, kinds = labelled_scenes(np.random.default_rng(0), 5, grid=4)
+    images, colours, kinds, centres = labelled_scenes(np.random.default_rng(0), 5, grid=4)
     assert len(images) == 5 and images[0].size == (32, 32)
     assert colours.shape == kinds.shape == (5, 16)
     assert ((colours == 0) == (kinds == 0)).all()
+    assert centres.shape == (5, 16) and set(np.unique(centres)) <= {0, 1}
+    assert (colours[centres == 1] != 0).all()  # a centre cell is covered by its object
     with pytest.raises(ValueError, match="not a multiple of the grid"):
         cell_labels([], image_size=32, grid=5)
+
+
+def test_centre_labels_flag_each_object_once_whatever_it_covers():
+    from omnifuse.benchmark.dense import centre_labels
+
+    big = PlacedShape("square", "red", 2, 2, 12)  # covers cells (0,0), (0,1), (1,0), (1,1); centre (8, 8)
+    small = PlacedShape("circle", "blue", 24, 24, 8)  # centre (28, 28): cell (3, 3)
+    flags = centre_labels([big, small], image_size=32, grid=4)
+    assert np.flatnonzero(flags).tolist() == [5, 15]
+    scenes = [random_scene(np.random.default_rng(seed), SynthConfig()) for seed in range(20)]
+    assert all(centre_labels(s, 32, 4).sum() == len(s) for s in scenes)  # shapes never share a centre cell
 
 
 def test_frame_labels_mark_exactly_the_frames_where_the_clip_sounds():

@@ -183,6 +183,26 @@ def test_image_shape_count_and_position_match_the_pixels(records: list[Synthetic
         assert derived == r.answer and max(abs(dx), abs(dy)) > 2 * min(abs(dx), abs(dy))
 
 
+def test_grounded_words_name_the_pixels_of_exactly_one_shape(records: list[SyntheticRecord]) -> None:
+    """Each region's word sits at its `start`, and its box is the bounding box of the one shape it names."""
+    expected = {"image_color": 1, "image_shape": 1, "image_position": 2}
+    for name, count in expected.items():
+        for r in of_type(records, name):
+            assert len(r.regions) == count
+            masks = color_masks(media_of(r, "image"))
+            for region in r.regions:
+                word, start = region["phrase"], region["start"]
+                assert r.question[start : start + len(word)] == word
+                named = [s for s in r.facts["shapes"] if word in (s["color"], s["shape"])]
+                assert len(named) == 1, (r.question, word)
+                ys, xs = np.nonzero(masks[named[0]["color"]])
+                drawn = [xs.min() / 32, ys.min() / 32, (xs.max() + 1) / 32, (ys.max() + 1) / 32]
+                assert region["box"] == pytest.approx(drawn, abs=1 / 32 + 1e-3)  # a triangle's apex is 1 px in
+    assert all(not r.regions for r in records if r.question_type not in expected)
+    message = to_messages(of_type(records, "image_position")[0])[0]["content"][-1]
+    assert message["regions"] == of_type(records, "image_position")[0].regions
+
+
 def test_image_caption_lists_the_drawn_shapes_left_to_right(records: list[SyntheticRecord]) -> None:
     for r in of_type(records, "image_caption"):
         masks = color_masks(media_of(r, "image"))

@@ -212,6 +212,11 @@ def test_messages_drops_null_fields_that_arrow_adds():
         ),
         ([user(), assistant("a")], r"messages\[0\]\.content: is empty"),
         ([], r"messages: is empty"),
+        (
+            [user({"type": "text", "text": "the red one", "regions": [{"phrase": "blue", "box": [0, 0, 1, 1]}]}),
+             assistant("a")],
+            r"messages\[0\]\.content\[0\]: regions\[0\]: phrase 'blue' does not occur",
+        ),  # fmt: skip
     ],
 )
 def test_validate_record_rejects(messages, expected):

@@ -346,3 +346,18 @@ def test_import_rejects_a_folder_that_is_not_llava(tmp_path, tok):
     model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="model_type 'omnifuse', not 'llava'"):
         import_llava(Path(tmp_path))
+
+
+def test_a_grounding_head_is_left_out_of_the_export(tok, prompts, tmp_path):
+    model, processor = build(tok, *CASES["clip-llama"])
+    model.enable_grounding({"layer": 1, "bins": 4})
+    assert check_llava_compatible(model) == []
+    inputs = processor.apply_chat_template(prompts["two-images"], add_generation_prompt=True)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    export_llava(model, tmp_path, processor=processor)
+    weights = load_file(tmp_path / "model.safetensors")
+    assert not any("grounding" in key for key in weights)
+    llava = LlavaForConditionalGeneration.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert (llava(**inputs).logits - expected).abs().max().item() <= TOLERANCE

@@ -55,6 +55,8 @@ class SyntheticRecord:
     answer: str
     media: list[tuple[str, object]] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # Grounded phrases of the question (omnifuse.processing.grounding): {"phrase", "start", "box"} each.
+    regions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,22 @@ def cell_labels(shapes: Sequence[PlacedShape], image_size: int, grid: int) -> tu
     return colours, kinds
 
 
+def centre_labels(shapes: Sequence[PlacedShape], image_size: int, grid: int) -> np.ndarray:
+    """(grid * grid,) 0/1 per cell (raster order): 1 where an object's box centre lies, so each object is flagged
+    once however many cells it covers (what counting needs).
+
+    Example:
+        >>> centre_labels([PlacedShape("square", "red", 4, 4, 12)], image_size=32, grid=4).reshape(4, 4)[1, 1]
+        1
+    """
+    cell = image_size // grid
+    flags = np.zeros(grid * grid, dtype=np.int64)
+    for item in shapes:
+        x, y = item.center
+        flags[min(int(y // cell), grid - 1) * grid + min(int(x // cell), grid - 1)] = 1
+    return flags
+
+
 def random_scene(rng: np.random.Generator, cfg: SynthConfig, max_shapes: int = 4) -> list[PlacedShape]:
     """1 to ``max_shapes`` shapes of distinct colours, as the image questions draw them."""
     count = int(rng.integers(1, max_shapes + 1))
@@ -66,17 +82,18 @@ def random_scene(rng: np.random.Generator, cfg: SynthConfig, max_shapes: int = 4
 
 def labelled_scenes(
     rng: np.random.Generator, n: int, grid: int, cfg: SynthConfig | None = None
-) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:
-    """``n`` fresh scenes: images and (n, grid * grid) colour and shape labels."""
+) -> tuple[list[Image.Image], np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` fresh scenes: images and (n, grid * grid) colour, shape and object-centre labels."""
     cfg = cfg or SynthConfig()
-    images, colours, kinds = [], [], []
+    images, colours, kinds, centres = [], [], [], []
     for _ in range(n):
         shapes = random_scene(rng, cfg)
         images.append(render_scene(shapes, cfg.image_size))
         c, k = cell_labels(shapes, cfg.image_size, grid)
         colours.append(c)
         kinds.append(k)
-    return images, np.stack(colours), np.stack(kinds)
+        centres.append(centre_labels(shapes, cfg.image_size, grid))
+    return images, np.stack(colours), np.stack(kinds), np.stack(centres)
 
 
 def frame_labels(tones: Sequence[dict], frames: int, window_seconds: float) -> tuple[np.ndarray, np.ndarray]:

@@ -193,7 +193,10 @@ def to_messages(record: SyntheticRecord, paths: Sequence[str] | None = None) -> 
             parts.append({"type": "audio", "audio": waveform, "sampling_rate": rate})
         else:
             parts.append({"type": kind, kind: obj})
-    parts.append({"type": "text", "text": record.question})
+    question: dict[str, Any] = {"type": "text", "text": record.question}
+    if record.regions:
+        question["regions"] = record.regions
+    parts.append(question)
     return [
         {"role": "user", "content": parts},
         {"role": "assistant", "content": [{"type": "text", "text": record.answer}]},

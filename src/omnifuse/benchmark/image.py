@@ -7,6 +7,7 @@ exactly one shape, so each answer is unambiguous by construction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -186,12 +187,30 @@ def caption_for(shapes: Sequence[PlacedShape]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1] + "."
 
 
+def grounded(question: str, named: Sequence[tuple[str, PlacedShape]], image_size: int) -> list[dict[str, object]]:
+    """Regions of `question`: each word that singles a shape out (its colour, or a unique shape type), at
+    its first whole-word occurrence, with the shape's box in fractions of the image."""
+    regions = []
+    for word, item in named:
+        start = re.search(rf"\b{re.escape(word)}\b", question).start()
+        box = [round(v / image_size, 4) for v in item.bbox]
+        regions.append({"phrase": word, "start": start, "box": box})
+    return regions
+
+
 def _scene_record(
-    name: str, question: str, answer: str, shapes: list[PlacedShape], cfg: SynthConfig, **extra: object
+    name: str,
+    question: str,
+    answer: str,
+    shapes: list[PlacedShape],
+    cfg: SynthConfig,
+    named: Sequence[tuple[str, PlacedShape]] = (),
+    **extra: object,
 ) -> SyntheticRecord:
     facts = {"shapes": [s.as_fact() for s in shapes], "image_size": cfg.image_size, **extra}
     image = render_scene(shapes, cfg.image_size)
-    return SyntheticRecord(name, question, answer, [("image", image)], facts)
+    regions = grounded(question, named, cfg.image_size)
+    return SyntheticRecord(name, question, answer, [("image", image)], facts, regions)
 
 
 def _shuffled(rng: np.random.Generator, specs: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
@@ -208,7 +227,8 @@ def build_color(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
     specs, target = _shuffled(rng, [(shape, colors[0])] + [(choose(rng, others), c) for c in colors[1:]])
     shapes = sample_layout(rng, specs, cfg.image_size)
     question = choose(rng, COLOR_TEMPLATES).format(shape=shape)
-    return _scene_record("image_color", question, colors[0], shapes, cfg, target=target)
+    named = [(shape, shapes[target])]
+    return _scene_record("image_color", question, colors[0], shapes, cfg, named, target=target)
 
 
 def build_shape(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
@@ -218,7 +238,8 @@ def build_shape(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
     specs, target = _shuffled(rng, [(choose(rng, SHAPES), c) for c in colors])
     shapes = sample_layout(rng, specs, cfg.image_size)
     question = choose(rng, SHAPE_TEMPLATES).format(color=colors[0])
-    return _scene_record("image_shape", question, specs[target][0], shapes, cfg, target=target)
+    named = [(colors[0], shapes[target])]
+    return _scene_record("image_shape", question, specs[target][0], shapes, cfg, named, target=target)
 
 
 def build_count(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
@@ -236,7 +257,8 @@ def build_position(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecor
     shapes = sample_layout(rng, specs, cfg.image_size, lambda s: spatial_relation(s[0], s[1]) == relation)
     a, b = (f"{s.color} {s.shape}" for s in shapes[:2])
     question = choose(rng, POSITION_TEMPLATES).format(a=a, b=b)
-    return _scene_record("image_position", question, relation, shapes, cfg, pair=[0, 1])
+    named = [(shapes[0].color, shapes[0]), (shapes[1].color, shapes[1])]
+    return _scene_record("image_position", question, relation, shapes, cfg, named, pair=[0, 1])
 
 
 def _columns_apart(shapes: list[PlacedShape]) -> bool:

@@ -36,6 +36,7 @@ from omnifuse.data.packing import (
     per_sample_loss,
 )
 from omnifuse.processing.chat import IGNORE_INDEX
+from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.processing.media import MediaError
 from omnifuse.processing.processor import EncodedSample, OmniProcessor
 
@@ -184,7 +185,8 @@ class MultimodalCollator:
         if all(label == IGNORE_INDEX for label in labels[1:]):
             return self._drop(source, f"no assistant token would be left within {self.limit} tokens")
         self.stats["truncated"] += 1
-        return EncodedSample(sample.input_ids[: self.limit], labels, sample.media)
+        regions = {token: centre for token, centre in sample.regions.items() if token < self.limit}
+        return EncodedSample(sample.input_ids[: self.limit], labels, sample.media, regions)
 
     def _drop(self, source: str, reason: str) -> None:
         self.stats["dropped_too_long"] += 1
@@ -212,6 +214,8 @@ class MultimodalCollator:
                 "position_ids": rows.position_ids,
                 "sample_index": rows.sample_index,
             }
+            if rows.grounding_xy is not None:
+                out[GROUNDING_KEY] = rows.grounding_xy
         # Media follow the row-major order of their placeholders, which is how the model scatters them.
         out.update(concat_media([by_index[i] for i in rows.order]))
         return out

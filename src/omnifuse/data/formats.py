@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnifuse.errors import OmnifuseInputError
+from omnifuse.processing.grounding import regions_problem
 from omnifuse.processing.parts import TEXT, part_modality, source_problem
 
 FORMATS = ("messages", "llava", "sharegpt")
@@ -305,7 +306,7 @@ def _part_problem(part: Any) -> str | None:
     kind = part.get("type")
     if kind == TEXT:
         text = part.get("text")
-        return None if isinstance(text, str) and text.strip() else "empty text"
+        return regions_problem(part) if isinstance(text, str) and text.strip() else "empty text"
     if part_modality(kind) is None:
         return f"unknown part type {kind!r}; expected 'text' or a modality name (image, audio, depth, ...)"
     return source_problem(part)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from omnifuse.processing.chat import IGNORE_INDEX
+from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.processing.processor import EncodedSample
 
 PADDING_SAMPLE = -1  # sample_index of padding tokens
@@ -76,6 +77,7 @@ class PackedRows:
     segment_ids: torch.Tensor  # (rows, L), one id per sample within a row; the padding tail has its own
     sample_index: torch.Tensor  # (rows, L), the sample's index in the input batch; PADDING_SAMPLE on padding
     order: list[int]  # sample indices in row-major order (the order media must be concatenated in)
+    grounding_xy: torch.Tensor | None = None  # (rows, L, 2) grounded box centres, -1 elsewhere; None: no region
 
 
 def pack_samples(
@@ -101,6 +103,7 @@ def pack_samples(
         segment_ids=torch.zeros(shape, dtype=torch.long),
         sample_index=torch.full(shape, PADDING_SAMPLE, dtype=torch.long),
         order=[k for row in rows for k in row],
+        grounding_xy=torch.full((*shape, 2), -1.0) if any(s.regions for s in samples) else None,
     )
     for r, row in enumerate(rows):
         start = 0
@@ -124,6 +127,9 @@ def _place(packed: PackedRows, row: int, start: int, segment: int, sample: Encod
     packed.position_ids[row, start:end] = torch.arange(end - start)
     packed.segment_ids[row, start:end] = segment
     packed.sample_index[row, start:end] = index
+    if packed.grounding_xy is not None:
+        for token, centre in sample.regions.items():
+            packed.grounding_xy[row, start + token] = torch.tensor(centre)
 
 
 def flatten_rows(packed: PackedRows) -> dict[str, torch.Tensor]:
@@ -133,13 +139,16 @@ def flatten_rows(packed: PackedRows) -> dict[str, torch.Tensor]:
     has a single row and no padding, hence one row of every sample and a mask of ones.
     """
     real = packed.sample_index != PADDING_SAMPLE
-    return {
+    out = {
         "input_ids": packed.input_ids[real].unsqueeze(0),
         "labels": packed.labels[real].unsqueeze(0),
         "position_ids": packed.position_ids[real].unsqueeze(0),
         "attention_mask": torch.ones(1, int(real.sum()), dtype=torch.long),
         "sample_index": packed.sample_index[real].unsqueeze(0),
     }
+    if packed.grounding_xy is not None:
+        out[GROUNDING_KEY] = packed.grounding_xy[real].unsqueeze(0)
+    return out
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor, sample_index: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,10 @@ def demo_model() -> dict[str, Any]:
         # or disappears is visible inside one token (video_appear: 42% -> 100% in experiments/video_probe.py).
         "modality_options": {"video": {"processing": {"num_frames": 4}, "temporal_merge": 4}},
         "tokenizer": {"build": {"vocab_size": 600}},
+        # At each word of a question that names an object, the state after the first LM layer must say the
+        # object's column and row (4 bins each): the lookup the LM never learned from answers alone
+        # (position 42% -> see README "What mattered").
+        "grounding": {"layer": 1, "bins": 4, "weight": 1.0},
     }
 
 

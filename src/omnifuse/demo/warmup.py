@@ -1,9 +1,10 @@
-"""Encoder warm-up: teach a fresh vision encoder what covers each feature-map cell, before any LM step.
+"""Encoder warm-up: teach a fresh vision encoder what covers each feature-map cell and where the cell is,
+before any LM step.
 
 A real user starts from a pretrained CLIP/SigLIP whose patch features already say "red" and
 "triangle"; the demo has no weights to download, so it trains its fresh encoder for a few hundred
 cheap steps (no LM in the loop) on dense labels the benchmark generator gives for free
-(`omnifuse.benchmark.dense`): two linear heads read colour and shape off every cell. Measured on
+(`omnifuse.benchmark.dense`): linear heads read colour, shape, row and column off every cell. Measured on
 the image questions (README "What mattered"): without it the LM had to discover binding through
 1-3 answer tokens per image, and shape-of-a-named-colour stayed near chance.
 
@@ -54,15 +55,33 @@ def cell_grid(tokens: int) -> int:
 
 
 class CellHeads(nn.Module):
-    """Colour and shape logits per cell (class 0 = no object)."""
+    """Colour and shape logits per cell (class 0 = no object), and the cell's own row and column.
 
-    def __init__(self, hidden: int):
+    A CNN's feature map is translation-equivariant: without the row/column targets its tokens barely
+    say where they are, and "is the red circle left of the blue square?" has nothing to compare.
+    """
+
+    def __init__(self, hidden: int, grid: int):
         super().__init__()
         self.colour = nn.Linear(hidden, len(COLORS) + 1)
         self.shape = nn.Linear(hidden, len(SHAPES) + 1)
+        self.row = nn.Linear(hidden, grid)
+        self.column = nn.Linear(hidden, grid)
+        self.centre = nn.Linear(hidden, 1)
+        self.grid = grid
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.colour(features), self.shape(features)
+
+    def position_loss(self, features: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of every cell's row and column (raster order) read from its own feature."""
+        cells = torch.arange(self.grid * self.grid).expand(features.shape[0], -1).flatten()
+        rows = nn.functional.cross_entropy(self.row(features).flatten(0, 1), cells // self.grid)
+        return rows + nn.functional.cross_entropy(self.column(features).flatten(0, 1), cells % self.grid)
+
+    def centre_loss(self, features: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of "an object's centre lies in this cell" (one flag per object: counting)."""
+        return nn.functional.binary_cross_entropy_with_logits(self.centre(features).squeeze(-1), centres.float())
 
 
 def _joint_accuracy(colour_logits, shape_logits, colours, shapes) -> float:
@@ -75,7 +94,8 @@ def _cell_heads(encoder: nn.Module, processor) -> tuple[int, CellHeads]:
     """Grid side and heads sized from one forward pass on a blank image."""
     with torch.no_grad():
         features = encoder(media_values(processor, [Image.new("RGB", (32, 32), BACKGROUND)]))
-    return cell_grid(features.shape[1]), CellHeads(features.shape[-1])
+    grid = cell_grid(features.shape[1])
+    return grid, CellHeads(features.shape[-1], grid)
 
 
 def warm_up_vision_encoder(
@@ -99,11 +119,13 @@ def warm_up_vision_encoder(
     grid, heads = _cell_heads(encoder, processor)
 
     def batch_loss() -> tuple[torch.Tensor, Callable[[], float]]:
-        images, colours, shapes = labelled_scenes(rng, batch_size, grid)
+        images, colours, shapes, centres = labelled_scenes(rng, batch_size, grid)
         colours, shapes = torch.from_numpy(colours), torch.from_numpy(shapes)
-        colour_logits, shape_logits = heads(encoder(media_values(processor, images)))
+        features = encoder(media_values(processor, images))
+        colour_logits, shape_logits = heads(features)
         loss = nn.functional.cross_entropy(colour_logits.flatten(0, 1), colours.flatten())
         loss = loss + nn.functional.cross_entropy(shape_logits.flatten(0, 1), shapes.flatten())
+        loss = loss + heads.position_loss(features) + heads.centre_loss(features, torch.from_numpy(centres))
         return loss, lambda: _joint_accuracy(colour_logits, shape_logits, colours, shapes)
 
     params = [*encoder.parameters(), *heads.parameters()]

@@ -193,6 +193,8 @@ def llava_state_dict(model: OmniForConditionalGeneration) -> tuple[dict[str, tor
     }
     state = {}
     for key, tensor in model.state_dict().items():
+        if key.startswith("grounding_head."):  # a training-only head (modeling/grounding.py): inference never runs it
+            continue
         prefix = next((p for p in renames if key.startswith(p)), None)
         if prefix is None:
             raise ExportError([f"weight {key!r} has no place in a LLaVA checkpoint"])

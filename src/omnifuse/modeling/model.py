@@ -24,10 +24,12 @@ from omnifuse.errors import FolderError, ModalityError
 from omnifuse.modeling.cross_attention import CrossAttentionFusion
 from omnifuse.modeling.encoders import ModalityEncoder, build_encoder_module, probe_encoder
 from omnifuse.modeling.fusion import scatter_features
+from omnifuse.modeling.grounding import GroundingHead, GroundingSettings
 from omnifuse.modeling.parts import PartsMixin
 from omnifuse.modeling.projectors import build_projector, merge_frames
 from omnifuse.modeling.routing import fusion_routing
 from omnifuse.modeling.tokens import encoder_token_count, projector_layout, unit_token_count
+from omnifuse.processing.grounding import GROUNDING_KEY
 
 
 def check_omnifuse_config(folder: str | Path) -> None:
@@ -79,7 +81,21 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
             self.projectors[name] = build_projector(spec.projector, in_dim, text_hidden, projector_layout(spec.kind))
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.cross_attention = CrossAttentionFusion(config, self.language_model)  # empty without such modalities
+        self.grounding_head = self._grounding_head(config.grounding) if config.grounding else None
         self.post_init()
+
+    def _grounding_head(self, raw: dict) -> GroundingHead:
+        settings = GroundingSettings.from_dict(raw, self.config.text_config.num_hidden_layers)
+        return GroundingHead(settings, self.config.text_config.hidden_size)
+
+    def enable_grounding(self, raw: dict) -> None:
+        """Add a grounding head with these settings (a head with other settings is replaced, one with the
+        same kept); raises ValueError for bad settings."""
+        head = self._grounding_head(raw)
+        if self.grounding_head is not None and self.grounding_head.settings == head.settings:
+            return
+        self.grounding_head = head.to(self.get_input_embeddings().weight.device)
+        self.config.grounding = head.settings.to_dict()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -174,6 +190,7 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         (units, 3, H, W), videos `pixel_values_videos` (frames, 3, H, W), audio `input_features`
         (windows, mels, frames) or `input_values` (windows, samples), any other modality `<name>_values`;
         windowed kinds add `<key>_mask` (valid frames per window). Other keywords go to the LM."""
+        kwargs.pop(GROUNDING_KEY, None)  # the grounding head's targets: the trainer's loss reads them, not the LM
         media = self.split_media(kwargs)
         decoding = past_key_values is not None and past_key_values.get_seq_length() > 0
         if inputs_embeds is None:

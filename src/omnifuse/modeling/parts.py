@@ -25,6 +25,8 @@ class PartsMixin:
         parts |= {f"projector.{name}": module for name, module in self.projectors.items()}
         parts |= {f"cross_attention.{name}": module for name, module in self.cross_attention.blocks.items()}
         parts["language_model"] = self.language_model
+        if self.grounding_head is not None:  # trained with the LM (a head on its hidden states)
+            parts["grounding_head"] = self.grounding_head
         return parts
 
     def select_parts(self, *names: str) -> dict[str, nn.Module]:

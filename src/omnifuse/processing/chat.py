@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from omnifuse.processing.grounding import Region, parse_regions, region_tokens
 from omnifuse.processing.parts import TEXT, part_modality
 
 IGNORE_INDEX = -100
@@ -27,6 +28,7 @@ class Segment:
     text: str
     role: str | None  # None: template scaffolding
     token_id: int | None = None  # a media part: exactly this placeholder token
+    regions: list[Region] = field(default_factory=list)  # grounded phrases of a text part
 
 
 @dataclass
@@ -74,7 +76,11 @@ def render_segments(
         parts = []
         for j, part in enumerate(message["content"]):
             if part["type"] == TEXT:
-                texts.append(Segment(str(part.get("text", "")).replace("\x00", ""), message["role"]))
+                try:
+                    regions = parse_regions(part)
+                except ValueError as err:
+                    raise ValueError(f"message {i}, part {j}: {err}") from None
+                texts.append(Segment(str(part.get("text", "")).replace("\x00", ""), message["role"], regions=regions))
                 parts.append({"type": TEXT, "text": f"\x00{len(texts) - 1}\x00"})
             else:
                 where = f"message {i}, part {j}"
@@ -95,10 +101,21 @@ def render_segments(
     return segments, [part for part, _ in media]
 
 
-def tokenize_segments(tokenizer, segments: list[Segment]) -> tuple[list[int], list[int]]:
-    """Token ids and labels: assistant text and the turn-end right after it are supervised."""
+def _message_tokens(tokenizer, segment: Segment) -> tuple[list[int], dict[int, tuple[float, float]]]:
+    """A user or assistant text: special tokens split (a typed "<image>" stays text), grounded phrases found."""
+    if segment.regions:
+        return region_tokens(tokenizer, segment.text, segment.regions)
+    return tokenizer(segment.text, add_special_tokens=False, split_special_tokens=True).input_ids, {}
+
+
+def tokenize_segments(
+    tokenizer, segments: list[Segment]
+) -> tuple[list[int], list[int], dict[int, tuple[float, float]]]:
+    """Token ids and labels (assistant text and the turn-end right after it are supervised), and the box
+    centre of each grounded phrase keyed by the index of its last token."""
     ids: list[int] = []
     labels: list[int] = []
+    regions: dict[int, tuple[float, float]] = {}
     turn_end = tokenizer.eos_token_id
     after_assistant = False
     for segment in segments:
@@ -112,10 +129,11 @@ def tokenize_segments(tokenizer, segments: list[Segment]) -> tuple[list[int], li
             ]
             after_assistant = after_assistant and not tokens
         else:
-            tokens = tokenizer(segment.text, add_special_tokens=False, split_special_tokens=True).input_ids
+            tokens, found = _message_tokens(tokenizer, segment)
+            regions.update({len(ids) + k: centre for k, centre in found.items()})
             is_assistant = segment.role == "assistant"
             supervised = list(tokens) if is_assistant else [IGNORE_INDEX] * len(tokens)
             after_assistant = is_assistant
         ids += tokens
         labels += supervised
-    return ids, labels
+    return ids, labels, regions

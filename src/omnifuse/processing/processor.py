@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, BatchFeature
 from omnifuse.config import ModalitySpec, OmniConfig, encoder_owner, resolve_modalities
 from omnifuse.errors import FolderError, ModalityError
 from omnifuse.processing.chat import IGNORE_INDEX, Placeholder, render_segments, tokenize_segments
+from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.processing.media import MediaError, MediaLimits
 from omnifuse.processing.modalities import ITEM_PROCESSORS, EncodedMedia
 from omnifuse.processing.parts import part_modality, part_source
@@ -36,6 +37,17 @@ class EncodedSample:
     input_ids: list[int]
     labels: list[int]
     media: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    regions: dict[int, tuple[float, float]] = field(default_factory=dict)  # token index -> grounded box centre
+
+
+def grounding_targets(samples: list[EncodedSample], width: int, side: str) -> torch.Tensor:
+    """(B, width, 2) box centres (x, y) at each grounded phrase's last token, -1 elsewhere."""
+    out = torch.full((len(samples), width, 2), -1.0)
+    for row, sample in enumerate(samples):
+        shift = width - len(sample.input_ids) if side == "left" else 0
+        for index, centre in sample.regions.items():
+            out[row, index + shift] = torch.tensor(centre)
+    return out
 
 
 class OmniProcessor:
@@ -89,9 +101,9 @@ class OmniProcessor:
         """Tokenize one conversation, expanding each placeholder to its item's exact token count."""
         check_messages(messages, self.limits.max_text_chars)
         segments, parts = render_segments(self.tokenizer, messages, add_generation_prompt, self.placeholder)
-        ids, labels = tokenize_segments(self.tokenizer, segments)
+        ids, labels, regions = tokenize_segments(self.tokenizer, segments)
         encoded = [self._encode_part(p.modality, p.part, p.item) for p in parts]
-        return self._expand(ids, labels, [p.modality for p in parts], encoded)
+        return self._expand(ids, labels, [p.modality for p in parts], encoded, regions)
 
     def _encode_part(self, name: str, part: dict, item: str) -> EncodedMedia:
         try:
@@ -104,7 +116,12 @@ class OmniProcessor:
             raise MediaError(name, item, err.reason) from err  # named after the modality, not its kind
 
     def _expand(
-        self, ids: list[int], labels: list[int], names: list[str], encoded: list[EncodedMedia]
+        self,
+        ids: list[int],
+        labels: list[int],
+        names: list[str],
+        encoded: list[EncodedMedia],
+        regions: dict[int, tuple[float, float]] | None = None,
     ) -> EncodedSample:
         by_id = {proc.placeholder_id: name for name, proc in self.items.items()}
         queues = {name: [e for k, e in zip(names, encoded) if k == name] for name in self.items}
@@ -115,9 +132,11 @@ class OmniProcessor:
                     f"{name}: the rendered prompt has {found[name]} placeholders but {len(queues[name])} {name} items"
                 )
         sample = EncodedSample([], [])
-        for token, label in zip(ids, labels):
+        for index, (token, label) in enumerate(zip(ids, labels)):
             name = by_id.get(token)
             if name is None:
+                if regions and index in regions:
+                    sample.regions[len(sample.input_ids)] = regions[index]
                 sample.input_ids.append(token)
                 sample.labels.append(label)
                 continue
@@ -151,6 +170,8 @@ class OmniProcessor:
         data: dict[str, Any] = {"input_ids": torch.tensor(rows), "attention_mask": torch.tensor(masks)}
         if with_labels:
             data["labels"] = torch.tensor(labels)
+        if with_labels and any(s.regions for s in samples):
+            data[GROUNDING_KEY] = grounding_targets(samples, width, side)
         keys = sorted({key for s in samples for key in s.media})
         for key in keys:
             data[key] = torch.cat([t for s in samples for t in s.media.get(key, [])], dim=0)

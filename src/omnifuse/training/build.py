@@ -76,6 +76,18 @@ def build_model(section: ModelSection, records: list[Record]) -> tuple[OmniForCo
         >>> model, processor = build_model(ModelSection(text="/models/SmolLM2-135M-Instruct",
         ...                                             image="/models/siglip-base-patch16-224"), [])  # doctest: +SKIP
     """
+    model, processor = _composed_or_loaded(section, records)
+    if section.grounding is not None:
+        try:
+            model.enable_grounding(section.grounding)
+        except (TypeError, ValueError) as err:
+            raise RecipeError(str(err), path="model.grounding") from None
+    return model, processor
+
+
+def _composed_or_loaded(
+    section: ModelSection, records: list[Record]
+) -> tuple[OmniForConditionalGeneration, OmniProcessor]:
     if section.from_pretrained:
         return load_pretrained(section.from_pretrained)
     tokenizer = build_tokenizer(section, records)

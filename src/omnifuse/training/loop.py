@@ -24,8 +24,11 @@ from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader, Dataset
 
 from omnifuse.data.collator import is_empty_batch
+from omnifuse.modeling.grounding import GroundingSettings, grounding_loss_sum
 from omnifuse.processing.chat import IGNORE_INDEX
+from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.training.checkpoint import SHARDED_TYPES
+from omnifuse.training.lora import base_of
 from omnifuse.training.schedule import rank_share
 from omnifuse.training.supervised_head import supervised_loss_sum
 
@@ -51,17 +54,41 @@ def token_count(batch: Batch) -> int:
     return int(mask.sum()) if mask is not None and mask.dim() == 2 else batch["input_ids"].numel()
 
 
+def grounding_head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, GroundingSettings] | None:
+    """The omnifuse model's grounding head (or peft's trained copy of it) and its settings, through DDP and
+    peft wrappers; None without a head."""
+    omni = base_of(getattr(model, "module", model))  # DistributedDataParallel keeps the model under .module
+    head = getattr(omni, "grounding_head", None)
+    return None if head is None else (head, GroundingSettings(**omni.config.grounding))
+
+
 def token_loss_sum(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
-    """Summed next-token cross-entropy over the supervised tokens of one micro-batch (float32)."""
+    """Summed next-token cross-entropy over the supervised tokens of one micro-batch (float32), plus the
+    grounding head's loss where the batch grounds phrases (`grounding_xy`) and the model has the head."""
     batch = send_to_device(dict(batch), device)
-    sparse = supervised_loss_sum(model, batch)  # head on supervised positions only, where the model allows it
+    targets = batch.pop(GROUNDING_KEY, None)
+    grounding = grounding_head_of(model)
+    hidden_states: list | None = [] if grounding is not None and targets is not None else None
+    loss = _next_token_loss_sum(model, batch, hidden_states)
+    if grounding is None:
+        return loss
+    head, settings = grounding
+    if hidden_states is None:  # nothing grounded here: zero gradients keep DDP's reducer complete
+        return loss + sum(p.sum() * 0 for p in head.parameters() if p.requires_grad)
+    return loss + grounding_loss_sum(head, settings, hidden_states, targets)
+
+
+def _next_token_loss_sum(model: torch.nn.Module, batch: Batch, hidden_states: list | None) -> torch.Tensor:
+    sparse = supervised_loss_sum(model, batch, hidden_states)  # head on supervised positions only, where allowed
     if sparse is not None:
         return sparse
     labels = batch.pop("labels")
-    logits = model(**batch, use_cache=False).logits
-    vocab = logits.shape[-1]
+    out = model(**batch, use_cache=False, output_hidden_states=hidden_states is not None)
+    if hidden_states is not None:
+        hidden_states.extend(out.hidden_states)
+    vocab = out.logits.shape[-1]
     return F.cross_entropy(
-        logits[:, :-1].reshape(-1, vocab).float(),
+        out.logits[:, :-1].reshape(-1, vocab).float(),
         labels[:, 1:].reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
@@ -127,7 +154,8 @@ def evaluate(
     for batch in rank_loader(dataset, batches, accelerator, collator, num_workers):
         if is_empty_batch(batch):
             continue
-        sums[0] += token_loss_sum(runner, batch, accelerator.device).double()
+        text_only = {key: value for key, value in batch.items() if key != GROUNDING_KEY}  # eval loss: tokens only
+        sums[0] += token_loss_sum(runner, text_only, accelerator.device).double()
         sums[1] += supervised_tokens(batch)
     runner.train(was_training)
     sums = accelerator.reduce(sums, "sum")

@@ -71,9 +71,10 @@ def apply_lora(
 
 
 def _module_path(part: str) -> str:
-    """Part name -> module path: "projector.image" -> "projectors.image", "encoder.audio" -> "encoders.audio"."""
-    group, _, name = part.partition(".")
-    return f"{group}s.{name}"
+    """Part name -> module path: "projector.image" -> "projectors.image", "encoder.audio" -> "encoders.audio";
+    a top-level part ("grounding_head") is its own path."""
+    group, dot, name = part.partition(".")
+    return f"{group}s.{name}" if dot else part
 
 
 def base_of(model: nn.Module) -> OmniForConditionalGeneration:

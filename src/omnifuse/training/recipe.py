@@ -97,6 +97,9 @@ class ModelSection(Section):
     modality_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tokenizer: TokenizerSection | None = None
     chat_template: str | None = Field(None, description="'omnifuse' (built-in ChatML with media) or a Jinja string")
+    grounding: dict[str, Any] | None = Field(
+        None, description="a grounding head trained on `regions` of text parts: {layer: 1, bins: 4, weight: 1.0}"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSection:

@@ -43,8 +43,13 @@ def _split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     return decoder, head
 
 
-def supervised_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """Summed next-token cross-entropy (float32) over supervised tokens, or None when the model does not qualify."""
+def supervised_loss_sum(
+    model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: list | None = None
+) -> torch.Tensor | None:
+    """Summed next-token cross-entropy (float32) over supervised tokens, or None when the model does not qualify.
+
+    With a `hidden_states` list, the decoder's per-layer hidden states are appended to it (for a
+    grounding head)."""
     parts = _split_lm(model)
     if parts is None:
         return None
@@ -52,12 +57,16 @@ def supervised_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tor
     input_ids, labels = batch["input_ids"], batch["labels"]
     media = {key: value for key, value in batch.items() if key not in TOKEN_KEYS}
     embeds = model.embed_inputs(input_ids, media)
-    hidden = decoder(
+    out = decoder(
         inputs_embeds=embeds,
         attention_mask=batch.get("attention_mask"),
         position_ids=batch.get("position_ids"),
         use_cache=False,
-    ).last_hidden_state
+        output_hidden_states=hidden_states is not None,
+    )
+    hidden = out.last_hidden_state
+    if hidden_states is not None:
+        hidden_states.extend(out.hidden_states)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     logits = head(hidden[:, :-1][keep])
