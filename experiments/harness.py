@@ -173,7 +173,7 @@ def evaluate(model, processor, records, head=None, layer=1):
     model.train()
     acc = {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
     if grounded:
-        acc["grounding_cell"] = round(float(np.mean(grounded)), 3)
+        acc["grounding_cell"] = round(float(np.nanmean(grounded)), 3)
     return acc
 
 

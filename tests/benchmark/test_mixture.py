@@ -70,6 +70,26 @@ def test_adapt_measures_each_type_and_moves_samples_to_the_weak_one():
     sums = sum(len(dataset[i].messages[0]["content"]) == 1 for i in range(300))  # no media part
     assert sums > 150  # weight 1.1 against 0.1 for each of the five solved image types (expected 206)
     assert PROBE_RECORDS == 16
+    assert dataset.grounding_accuracy is None  # no grounding head
+
+
+def test_adapt_measures_the_grounding_head_when_the_model_has_one():
+    dataset = BenchmarkDataset(records=2000, seed=0, modalities="image,text", adapt=True)
+    section = ModelSection(
+        text=tiny_text_config("llama").to_dict(),
+        image={**tiny_conv_config("resnet").to_dict(), "image_size": 32},
+        tokenizer={"build": {"vocab_size": 300}},
+        grounding={"layer": 1, "bins": 2},
+    )
+    model, processor = build_model(section, dataset.corpus()[:200])
+    with torch.no_grad():  # a head that always says column 0, row 0
+        model.grounding_head.linear.weight.zero_()
+        model.grounding_head.linear.bias.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    dataset.adapt(model, processor, probe=0)
+    records = [dataset.stream.record(i) for i in range(400)]
+    centres = [r["box"] for rec in records for r in rec.regions]
+    top_left = sum((x0 + x1) / 2 < 0.5 and (y0 + y1) / 2 < 0.5 for x0, y0, x1, y1 in centres) / len(centres)
+    assert dataset.grounding_accuracy == pytest.approx(top_left, abs=0.15)  # the share of objects in that quarter
 
 
 def test_a_round_robin_dataset_cannot_adapt():

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from omnifuse.modeling.grounding import GroundingSettings, grounding_hits
+from omnifuse.processing.grounding import GROUNDING_KEY
+
 # Weight of a type the model already answers perfectly: it keeps being seen, so it is not forgotten.
 FLOOR = 0.1
 # New accuracy figures are averaged with the old ones (a probe of 16 records per type is noisy).
@@ -54,19 +57,28 @@ class TypeMixture:
 
 
 @torch.no_grad()
-def exact_match_by_type(model, processor, records: Sequence, names: Sequence[str]) -> dict[str, float]:
+def exact_match_by_type(
+    model, processor, records: Sequence, names: Sequence[str], grounded: list[tuple[int, int]] | None = None
+) -> dict[str, float]:
     """Greedy exact match per type, teacher-forced: every answer token (and the turn end) is the argmax.
 
-    `records` are (question type, messages) pairs; one forward pass in chunks of 64.
+    `records` are (question type, messages) pairs; one forward pass in chunks of 64. With a `grounded`
+    list and a model with a grounding head, each chunk's (right, total) grounded words are appended to it.
     """
     was_training = model.training
     model.eval()
     hits: dict[str, list[bool]] = {name: [] for name in names}
+    head = getattr(model, "grounding_head", None) if grounded is not None else None
     for start in range(0, len(records), 64):
         chunk = records[start : start + 64]
         batch = processor.apply_chat_template([messages for _, messages in chunk], return_labels=True)
         labels = batch.pop("labels")[:, 1:]
-        predicted = model(**batch).logits[:, :-1].argmax(-1)
+        targets = batch.pop(GROUNDING_KEY, None)
+        out = model(**batch, output_hidden_states=head is not None and targets is not None)
+        if getattr(out, "hidden_states", None) is not None:
+            settings = GroundingSettings(**model.config.grounding)
+            grounded.append(grounding_hits(head, settings, out.hidden_states, targets))
+        predicted = out.logits[:, :-1].argmax(-1)
         right = ((predicted == labels) | (labels == -100)).all(-1)
         for (name, _), ok in zip(chunk, right.tolist()):
             hits[name].append(ok)

@@ -6,7 +6,9 @@ What matters for learning fast here (see the README's demo section for the measu
 - audio frames merged in pairs by a pixel-shuffle projector: short sequences keep steps cheap;
 - no pretrained weights exist offline, so after a short align stage (projectors only, LLaVA's
   recipe) the instruction stage trains everything ("full"), encoders included;
-- a high peak learning rate with warmup and cosine decay, and decoded media cached in memory.
+- a high peak learning rate with warmup and cosine decay;
+- a grounding head on the LM's first layer, trained at the words that name an object (the benchmark marks
+  them as grounded phrases): "is the red circle left of the blue square?" needs the LM to look both up.
 """
 
 from __future__ import annotations

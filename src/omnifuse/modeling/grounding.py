@@ -84,4 +84,14 @@ def grounding_loss_sum(
     return loss * settings.weight
 
 
-__all__ = ["GroundingHead", "GroundingSettings", "grounding_loss_sum", "grounding_targets"]
+@torch.no_grad()
+def grounding_hits(
+    head: nn.Module, settings: GroundingSettings, hidden_states: tuple[torch.Tensor, ...], grounding_xy: torch.Tensor
+) -> tuple[int, int]:
+    """(grounded tokens whose column and row are both right, grounded tokens)."""
+    bins, where = grounding_targets(grounding_xy, settings.bins)
+    predicted = head(hidden_states[settings.layer][where[:, 0], where[:, 1]]).argmax(-1)
+    return int((predicted == bins).all(-1).sum()), len(bins)
+
+
+__all__ = ["GroundingHead", "GroundingSettings", "grounding_hits", "grounding_loss_sum", "grounding_targets"]

@@ -260,7 +260,9 @@ def adapt_mix(run: Run, sr: StageRun) -> None:
     accuracy = run.train_set.adapt(run.accelerator.unwrap_model(sr.model), run.processor, probe=run.state.global_step)
     run.state.data_mixture = run.train_set.mixture.state_dict()
     weakest = ", ".join(f"{name} {value:.2f}" for name, value in sorted(accuracy.items(), key=lambda kv: kv[1])[:4])
-    log(f"step {run.state.global_step}: probe accuracy, weakest types: {weakest}", run.is_main)
+    grounding = run.train_set.grounding_accuracy
+    grounded = f"; grounding {grounding:.2f}" if grounding is not None else ""
+    log(f"step {run.state.global_step}: probe accuracy, weakest types: {weakest}{grounded}", run.is_main)
 
 
 def run_eval(run: Run, sr: StageRun) -> float:
