@@ -40,7 +40,7 @@ class EncodedSample:
     regions: dict[int, tuple[float, float]] = field(default_factory=dict)  # token index -> grounded box centre
 
 
-def grounding_targets(samples: list[EncodedSample], width: int, side: str) -> torch.Tensor:
+def collate_grounding(samples: list[EncodedSample], width: int, side: str) -> torch.Tensor:
     """(B, width, 2) box centres (x, y) at each grounded phrase's last token, -1 elsewhere."""
     out = torch.full((len(samples), width, 2), -1.0)
     for row, sample in enumerate(samples):
@@ -171,7 +171,7 @@ class OmniProcessor:
         if with_labels:
             data["labels"] = torch.tensor(labels)
         if with_labels and any(s.regions for s in samples):
-            data[GROUNDING_KEY] = grounding_targets(samples, width, side)
+            data[GROUNDING_KEY] = collate_grounding(samples, width, side)
         keys = sorted({key for s in samples for key in s.media})
         for key in keys:
             data[key] = torch.cat([t for s in samples for t in s.media.get(key, [])], dim=0)
