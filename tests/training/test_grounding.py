@@ -12,7 +12,7 @@ from torch import nn
 from omnifuse import OmniForConditionalGeneration
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
-from omnifuse.modeling.grounding import GroundingSettings, grounding_loss_sum
+from omnifuse.modeling.grounding import grounding_loss_sum
 from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.training.build import build_model, load_datasets
 from omnifuse.training.loop import token_loss_sum
@@ -38,7 +38,7 @@ def expected_loss(model, batch):
     out = model(**inputs, output_hidden_states=True)
     logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
     tokens = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    settings = GroundingSettings(**model.config.grounding)
+    settings = model.grounding_settings
     return tokens, grounding_loss_sum(model.grounding_head, settings, out.hidden_states, batch[GROUNDING_KEY])
 
 

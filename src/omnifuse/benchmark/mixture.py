@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from omnifuse.modeling.grounding import GroundingSettings, grounding_hits
+from omnifuse.modeling.grounding import grounding_hits
 from omnifuse.processing.grounding import GROUNDING_KEY
 
 # Weight of a type the model already answers perfectly: it keeps being seen, so it is not forgotten.
@@ -76,8 +76,7 @@ def exact_match_by_type(
         targets = batch.pop(GROUNDING_KEY, None)
         out = model(**batch, output_hidden_states=head is not None and targets is not None)
         if getattr(out, "hidden_states", None) is not None:
-            settings = GroundingSettings(**model.config.grounding)
-            grounded.append(grounding_hits(head, settings, out.hidden_states, targets))
+            grounded.append(grounding_hits(head, model.grounding_settings, out.hidden_states, targets))
         predicted = out.logits[:, :-1].argmax(-1)
         right = ((predicted == labels) | (labels == -100)).all(-1)
         for (name, _), ok in zip(chunk, right.tolist()):

@@ -71,6 +71,14 @@ def grounding_targets(grounding_xy: torch.Tensor, bins: int) -> tuple[torch.Tens
     return (xy * bins).long().clamp(0, bins - 1), where
 
 
+def _logits_at_grounded_tokens(
+    head: nn.Module, settings: GroundingSettings, hidden_states: tuple[torch.Tensor, ...], grounding_xy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 2, bins) head logits at the grounded tokens of layer `settings.layer`, and their (n, 2) target bins."""
+    bins, where = grounding_targets(grounding_xy, settings.bins)
+    return head(hidden_states[settings.layer][where[:, 0], where[:, 1]]), bins
+
+
 def grounding_loss_sum(
     head: nn.Module, settings: GroundingSettings, hidden_states: tuple[torch.Tensor, ...], grounding_xy: torch.Tensor
 ) -> torch.Tensor:
@@ -78,9 +86,8 @@ def grounding_loss_sum(
 
     `head` is called, never reached into, so a peft `modules_to_save` wrapper routes to its trained copy.
     """
-    bins, where = grounding_targets(grounding_xy, settings.bins)
-    logits = head(hidden_states[settings.layer][where[:, 0], where[:, 1]]).float()
-    loss = F.cross_entropy(logits.flatten(0, 1), bins.flatten(), reduction="sum")
+    logits, bins = _logits_at_grounded_tokens(head, settings, hidden_states, grounding_xy)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), bins.flatten(), reduction="sum")
     return loss * settings.weight
 
 
@@ -89,9 +96,8 @@ def grounding_hits(
     head: nn.Module, settings: GroundingSettings, hidden_states: tuple[torch.Tensor, ...], grounding_xy: torch.Tensor
 ) -> tuple[int, int]:
     """(grounded tokens whose column and row are both right, grounded tokens)."""
-    bins, where = grounding_targets(grounding_xy, settings.bins)
-    predicted = head(hidden_states[settings.layer][where[:, 0], where[:, 1]]).argmax(-1)
-    return int((predicted == bins).all(-1).sum()), len(bins)
+    logits, bins = _logits_at_grounded_tokens(head, settings, hidden_states, grounding_xy)
+    return int((logits.argmax(-1) == bins).all(-1).sum()), len(bins)
 
 
 __all__ = ["GroundingHead", "GroundingSettings", "grounding_hits", "grounding_loss_sum", "grounding_targets"]

@@ -88,6 +88,11 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
         settings = GroundingSettings.from_dict(raw, self.config.text_config.num_hidden_layers)
         return GroundingHead(settings, self.config.text_config.hidden_size)
 
+    @property
+    def grounding_settings(self) -> GroundingSettings | None:
+        """The grounding head's settings (from the config), or None without a head."""
+        return GroundingSettings(**self.config.grounding) if self.config.grounding else None
+
     def enable_grounding(self, raw: dict) -> None:
         """Add a grounding head with these settings (a head with other settings is replaced, one with the
         same kept); raises ValueError for bad settings."""

@@ -59,7 +59,7 @@ def grounding_head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, Groundin
     peft wrappers; None without a head."""
     omni = base_of(getattr(model, "module", model))  # DistributedDataParallel keeps the model under .module
     head = getattr(omni, "grounding_head", None)
-    return None if head is None else (head, GroundingSettings(**omni.config.grounding))
+    return None if head is None else (head, omni.grounding_settings)
 
 
 def token_loss_sum(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
