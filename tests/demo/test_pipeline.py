@@ -25,4 +25,4 @@ def test_short_demo_learns_well_above_chance(tmp_path):
         assert (model_dir / name).exists(), name
     assert (tmp_path / "gallery.png").exists()
     recipe = yaml.safe_load((tmp_path / "recipe.yaml").read_text())
-    assert [stage["name"] for stage in recipe["stages"]] == ["align", "full"]
+    assert [stage["name"] for stage in recipe["stages"]] == ["align", "sft"]

@@ -205,6 +205,7 @@ class StageSection(Section):
     lr: LearningRates = Field(default_factory=LearningRates)
     lora: StageLora | None = Field(None, description="one adapter for every sample, or one per modality name")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    decay_ratio: float | None = Field(None, gt=0, le=1, description="warmup-stable-decay: cosine over the last share")
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1, description="samples per device per micro-batch")
     grad_accum: int = Field(1, ge=1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_cosine_schedule_with_warmup, get_wsd_schedule
 
 from omnifuse.training.recipe import StageSection
 
@@ -101,10 +101,25 @@ def rank_share(batch: list[int], rank: int, world_size: int) -> list[int]:
     return batch[start : start + per + (1 if rank < extra else 0)]
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:
-    """Linear warmup over `warmup_ratio` of the steps, then cosine decay to zero."""
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, decay_ratio: float | None = None
+) -> LambdaLR:
+    """Linear warmup over `warmup_ratio` of the steps, then cosine decay to zero: over all the remaining
+    steps, or (`decay_ratio`, warmup-stable-decay) over the last `decay_ratio` of them after a constant peak.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = make_scheduler(opt, 10, 0.0, decay_ratio=0.2)
+        >>> [round(float(sched.lr_lambdas[0](step)), 2) for step in (0, 7, 8, 9, 10)]
+        [1.0, 1.0, 1.0, 0.5, 0.0]
+    """
     warmup = round(warmup_ratio * total_steps)
-    return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    if decay_ratio is None:
+        return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    decay = max(1, round(decay_ratio * total_steps))
+    return get_wsd_schedule(
+        optimizer, num_warmup_steps=warmup, num_decay_steps=decay, num_stable_steps=max(0, total_steps - warmup - decay)
+    )
 
 
 def _mix(*values: int) -> int:

@@ -197,7 +197,7 @@ def prepare_stage(run: Run, trainable: torch.nn.Module, index: int) -> StageRun:
     except ValueError as err:  # e.g. align on a text-only model: it has no projector
         raise RecipeError(str(err), path=f"stages.{index}.name") from None
     optimizer = torch.optim.AdamW(groups)
-    scheduler = make_scheduler(optimizer, plan.total_steps, stage.warmup_ratio)
+    scheduler = make_scheduler(optimizer, plan.total_steps, stage.warmup_ratio, stage.decay_ratio)
     model, optimizer, scheduler = run.accelerator.prepare(trainable, optimizer, scheduler)
     return StageRun(index, stage, plan, model, optimizer, scheduler)
 
