@@ -227,8 +227,7 @@ def build_color(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
     specs, target = _shuffled(rng, [(shape, colors[0])] + [(choose(rng, others), c) for c in colors[1:]])
     shapes = sample_layout(rng, specs, cfg.image_size)
     question = choose(rng, COLOR_TEMPLATES).format(shape=shape)
-    named = [(shape, shapes[target])]
-    return _scene_record("image_color", question, colors[0], shapes, cfg, named, target=target)
+    return _scene_record("image_color", question, colors[0], shapes, cfg, target=target)
 
 
 def build_shape(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
@@ -238,8 +237,7 @@ def build_shape(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
     specs, target = _shuffled(rng, [(choose(rng, SHAPES), c) for c in colors])
     shapes = sample_layout(rng, specs, cfg.image_size)
     question = choose(rng, SHAPE_TEMPLATES).format(color=colors[0])
-    named = [(colors[0], shapes[target])]
-    return _scene_record("image_shape", question, specs[target][0], shapes, cfg, named, target=target)
+    return _scene_record("image_shape", question, specs[target][0], shapes, cfg, target=target)
 
 
 def build_count(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
@@ -253,10 +251,9 @@ def build_count(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
 def build_position(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
     """ "Is the red circle left of, right of, above or below the blue square?": one clear relation.
 
-    The two colour words are grounded phrases (the word that singles each object out, with its box), as is
-    the named word of colour and shape questions: the model's grounding head learns where each named object
-    is at those words (with the encoders trained, grounding colour and shape questions had lowered shape;
-    with them frozen it raised it: README "What mattered").
+    The two colour words are grounded phrases (the word that singles each object out, with its box): where
+    the objects are is what the question asks, so the model's grounding head learns it at those words.
+    Colour and shape questions stay ungrounded: grounding them too lowered shape (README "What mattered").
     """
     relation, count = choose(rng, POSITIONS), int(rng.integers(2, 5))
     specs = [(choose(rng, SHAPES), c) for c in sample_distinct(rng, COLORS, count)]
