@@ -39,13 +39,21 @@ def test_warmup_stable_decay_holds_the_peak_until_the_last_share():
     assert all(a >= b for a, b in zip(lr[80:], lr[81:]))
 
 
-@pytest.mark.parametrize("bad", [0, 1.5, -0.1])
-def test_a_decay_ratio_outside_zero_to_one_is_a_recipe_error(bad):
-    data = {
+def recipe_with_stage(**stage) -> dict:
+    return {
         "model": {"text": {"model_type": "llama"}},
         "data": {"train": "train.jsonl"},
-        "stages": [{"name": "sft", "max_steps": 3, "decay_ratio": bad}],
+        "stages": [{"name": "sft", "max_steps": 3, **stage}],
         "output_dir": "out",
     }
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -0.1])
+def test_a_decay_ratio_outside_zero_to_one_is_a_recipe_error(bad):
     with pytest.raises(RecipeError, match="stages.0.decay_ratio"):
-        validate_recipe(data, "r.yaml")
+        validate_recipe(recipe_with_stage(decay_ratio=bad), "r.yaml")
+
+
+def test_warmup_and_decay_longer_than_the_stage_is_a_recipe_error():
+    with pytest.raises(RecipeError, match="warmup_ratio \\+ decay_ratio is 1.1"):
+        validate_recipe(recipe_with_stage(warmup_ratio=0.5, decay_ratio=0.6), "r.yaml")

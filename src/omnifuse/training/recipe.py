@@ -225,6 +225,8 @@ class StageSection(Section):
             raise ValueError("a contrastive stage takes neither `lora` nor `eval_every`")
         if self.contrastive is not None and self.name != "contrastive":
             raise ValueError("`contrastive:` settings belong to a stage named contrastive")
+        if self.decay_ratio is not None and self.warmup_ratio + self.decay_ratio > 1:
+            raise ValueError(f"warmup_ratio + decay_ratio is {self.warmup_ratio + self.decay_ratio:g}; at most 1")
         return self
 
 
