@@ -185,7 +185,7 @@ def test_image_shape_count_and_position_match_the_pixels(records: list[Synthetic
 
 def test_grounded_words_name_the_pixels_of_exactly_one_shape(records: list[SyntheticRecord]) -> None:
     """Each region's word sits at its `start`, and its box is the bounding box of the one shape it names."""
-    expected = {"image_position": 2}  # only where the question asks where objects are
+    expected = {"image_position": 2, "image_color": 1, "image_shape": 1}  # the words that name an object
     for name, count in expected.items():
         for r in of_type(records, name):
             assert len(r.regions) == count

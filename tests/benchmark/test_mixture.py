@@ -90,6 +90,10 @@ def test_adapt_measures_the_grounding_head_when_the_model_has_one():
     centres = [r["box"] for rec in records for r in rec.regions]
     top_left = sum((x0 + x1) / 2 < 0.5 and (y0 + y1) / 2 < 0.5 for x0, y0, x1, y1 in centres) / len(centres)
     assert dataset.grounding_accuracy == pytest.approx(top_left, abs=0.15)  # the share of objects in that quarter
+    assert dataset.lookup_accuracy is None  # no attend_layer
+    model.enable_grounding({"layer": 1, "bins": 2, "attend_layer": 0})
+    dataset.adapt(model, processor, probe=0)
+    assert 0.0 <= dataset.lookup_accuracy <= 1.0  # measured (tests/modeling/test_grounding.py checks the count)
 
 
 def test_a_round_robin_dataset_cannot_adapt():

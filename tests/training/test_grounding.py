@@ -12,7 +12,7 @@ from torch import nn
 from omnifuse import OmniForConditionalGeneration
 from omnifuse.data.collator import MultimodalCollator
 from omnifuse.data.sources import MessagesDataset
-from omnifuse.modeling.grounding import grounding_loss_sum
+from omnifuse.modeling.grounding import attention_loss_sum, grounding_loss_sum
 from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.training.build import build_model, load_datasets
 from omnifuse.training.loop import token_loss_sum
@@ -52,6 +52,29 @@ def test_loss_is_token_loss_plus_grounding_loss(grounded, wrapped):
     assert torch.allclose(loss, tokens + grounding, rtol=1e-5)
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["supervised-head path", "full-logits path"])
+def test_attend_layer_adds_the_attention_loss_and_trains_the_lookup(tiny_model, bench, wrapped):
+    torch.manual_seed(0)
+    records = load_datasets(DataSection(train=str(bench)))[0]
+    section = ModelSection(**tiny_model, grounding={**GROUNDING, "attend_layer": 0})
+    model, processor = build_model(section, records.corpus())
+    batch = MultimodalCollator(processor)([records[i] for i in range(len(records))])
+    tokens, grounding = expected_loss(model, batch)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", GROUNDING_KEY)}
+    attentions = model(**inputs, output_attentions=True).attentions
+    settings = model.grounding_settings
+    looking = attention_loss_sum(
+        settings, attentions, batch["input_ids"], model.image_placeholder_id(), batch[GROUNDING_KEY]
+    )
+    assert looking.item() > 0
+    loss = token_loss_sum(_Wrapper(model) if wrapped else model, batch, torch.device("cpu"))
+    assert torch.allclose(loss, tokens + grounding + looking, rtol=1e-5)
+    layers = model.language_model.model.layers
+    weights = [layers[0].self_attn.q_proj.weight, layers[1].self_attn.q_proj.weight]
+    first, second = torch.autograd.grad(looking, weights, allow_unused=True)
+    assert first.abs().sum() > 0 and second is None  # it trains the lookup of the layer it names, nothing above
+
+
 class _Wrapper(nn.Module):
     """Like DDP: the model under `.module`, called through the wrapper."""
 
@@ -89,7 +112,7 @@ def test_recipe_trains_and_saves_the_head(tiny_model, bench, tmp_path, lora):
         train(recipe)
     assert "grounding_head" in stderr.getvalue()  # the stage's trainable-parts line names it
     saved = OmniForConditionalGeneration.from_pretrained(tmp_path / "run")
-    assert saved.config.grounding == GROUNDING
+    assert saved.config.grounding == {**GROUNDING, "attend_layer": None}
     assert not torch.equal(saved.grounding_head.linear.weight, before)
 
 

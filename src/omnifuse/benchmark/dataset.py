@@ -57,6 +57,7 @@ class BenchmarkDataset(torch.utils.data.Dataset):
         self.size, self.split, self.seed = records, split, seed
         self.mixture = TypeMixture([t.name for t in self.stream.types]) if adapt else None
         self.grounding_accuracy: float | None = None  # at the last probe
+        self.lookup_accuracy: float | None = None  # at the last probe, with grounding.attend_layer
         self.report = None
 
     def __len__(self) -> int:
@@ -83,7 +84,8 @@ class BenchmarkDataset(torch.utils.data.Dataset):
     def adapt(self, model, processor, probe: int) -> dict[str, float]:
         """Measure `model` on `PROBE_RECORDS` fresh records per type (probe number `probe` picks them) and
         re-weight the mix; returns the measured accuracy per type. A model with a grounding head also gets
-        `grounding_accuracy` measured (both bins right at the grounded words; None without a head)."""
+        `grounding_accuracy` measured (both bins right at the grounded words; None without a head), and with
+        `attend_layer` `lookup_accuracy` (the supervised head looks hardest at the object's image token)."""
         if self.mixture is None:
             raise ValueError("this dataset takes question types round-robin; build it with adapt=True")
         root = split_seed(self.seed, "probe")
@@ -91,11 +93,13 @@ class BenchmarkDataset(torch.utils.data.Dataset):
         for k, qtype in enumerate(self.stream.types):
             rng = np.random.default_rng(np.random.SeedSequence(root, spawn_key=(probe, k)))
             records += [(qtype.name, self.messages(qtype.build(rng, self.stream.config))) for _ in range(PROBE_RECORDS)]
-        grounded: list[tuple[int, int]] = []
+        grounded: list[tuple[int, int, int | None]] = []
         accuracy = exact_match_by_type(model, processor, records, self.mixture.names, grounded)
         self.mixture.update(accuracy)
-        total = sum(n for _, n in grounded)
-        self.grounding_accuracy = sum(right for right, _ in grounded) / total if total else None
+        total = sum(n for _, n, _ in grounded)
+        self.grounding_accuracy = sum(right for right, _, _ in grounded) / total if total else None
+        looked = [n for _, _, n in grounded if n is not None]
+        self.lookup_accuracy = sum(looked) / total if total and looked else None
         return accuracy
 
 

@@ -220,24 +220,25 @@ def _shuffled(rng: np.random.Generator, specs: list[tuple[str, str]]) -> tuple[l
 
 
 def build_color(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
-    """ "What color is the circle?": the named shape type occurs exactly once in the scene."""
+    """ "What color is the circle?": the named shape type occurs exactly once in the scene (a grounded phrase)."""
     shape, count = choose(rng, SHAPES), int(rng.integers(1, 5))
     colors = sample_distinct(rng, COLORS, count)
     others = [s for s in SHAPES if s != shape]
     specs, target = _shuffled(rng, [(shape, colors[0])] + [(choose(rng, others), c) for c in colors[1:]])
     shapes = sample_layout(rng, specs, cfg.image_size)
     question = choose(rng, COLOR_TEMPLATES).format(shape=shape)
-    return _scene_record("image_color", question, colors[0], shapes, cfg, target=target)
+    return _scene_record("image_color", question, colors[0], shapes, cfg, [(shape, shapes[target])], target=target)
 
 
 def build_shape(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
-    """ "What shape is the red object?": colours are unique within a scene."""
+    """ "What shape is the red object?": colours are unique within a scene (the colour is a grounded phrase)."""
     count = int(rng.integers(1, 5))
     colors = sample_distinct(rng, COLORS, count)
     specs, target = _shuffled(rng, [(choose(rng, SHAPES), c) for c in colors])
     shapes = sample_layout(rng, specs, cfg.image_size)
     question = choose(rng, SHAPE_TEMPLATES).format(color=colors[0])
-    return _scene_record("image_shape", question, specs[target][0], shapes, cfg, target=target)
+    named = [(colors[0], shapes[target])]
+    return _scene_record("image_shape", question, specs[target][0], shapes, cfg, named, target=target)
 
 
 def build_count(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
@@ -251,9 +252,9 @@ def build_count(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
 def build_position(rng: np.random.Generator, cfg: SynthConfig) -> SyntheticRecord:
     """ "Is the red circle left of, right of, above or below the blue square?": one clear relation.
 
-    The two colour words are grounded phrases (the word that singles each object out, with its box): where
-    the objects are is what the question asks, so the model's grounding head learns it at those words.
-    Colour and shape questions stay ungrounded: grounding them too lowered shape (README "What mattered").
+    The two colour words are grounded phrases (the word that singles each object out, with its box), as
+    the named word of colour and shape questions is: the model's grounding head learns where the object is
+    at those words, and with `attend_layer` which image token to look at (README "What mattered").
     """
     relation, count = choose(rng, POSITIONS), int(rng.integers(2, 5))
     specs = [(choose(rng, SHAPES), c) for c in sample_distinct(rng, COLORS, count)]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from omnifuse.modeling.grounding import grounding_hits
+from omnifuse.modeling.grounding import grounding_hits, lookup_hits
 from omnifuse.processing.grounding import GROUNDING_KEY
 
 # Weight of a type the model already answers perfectly: it keeps being seen, so it is not forgotten.
@@ -56,14 +56,23 @@ class TypeMixture:
         self.accuracy.update(state)
 
 
+def _grounded_hits(model, input_ids: torch.Tensor, out, targets: torch.Tensor) -> tuple[int, int, int | None]:
+    settings = model.grounding_settings
+    right, total = grounding_hits(model.grounding_head, settings, out.hidden_states, targets)
+    if settings.attend_layer is None:
+        return right, total, None
+    return right, total, lookup_hits(settings, out.attentions, input_ids, model.image_placeholder_id(), targets)
+
+
 @torch.no_grad()
 def exact_match_by_type(
-    model, processor, records: Sequence, names: Sequence[str], grounded: list[tuple[int, int]] | None = None
+    model, processor, records: Sequence, names: Sequence[str], grounded: list[tuple[int, int, int | None]] | None = None
 ) -> dict[str, float]:
     """Greedy exact match per type, teacher-forced: every answer token (and the turn end) is the argmax.
 
     `records` are (question type, messages) pairs; one forward pass in chunks of 64. With a `grounded`
-    list and a model with a grounding head, each chunk's (right, total) grounded words are appended to it.
+    list and a model with a grounding head, each chunk's grounded words are appended to it as (right,
+    total, looked): `looked` counts the words whose lookup looks at the object, None without `attend_layer`.
     """
     was_training = model.training
     model.eval()
@@ -74,9 +83,11 @@ def exact_match_by_type(
         batch = processor.apply_chat_template([messages for _, messages in chunk], return_labels=True)
         labels = batch.pop("labels")[:, 1:]
         targets = batch.pop(GROUNDING_KEY, None)
-        out = model(**batch, output_hidden_states=head is not None and targets is not None)
+        grounding = head is not None and targets is not None
+        attend = grounding and model.grounding_settings.attend_layer is not None
+        out = model(**batch, output_hidden_states=grounding, output_attentions=attend)
         if getattr(out, "hidden_states", None) is not None:
-            grounded.append(grounding_hits(head, model.grounding_settings, out.hidden_states, targets))
+            grounded.append(_grounded_hits(model, batch["input_ids"], out, targets))
         predicted = out.logits[:, :-1].argmax(-1)
         right = ((predicted == labels) | (labels == -100)).all(-1)
         for (name, _), ok in zip(chunk, right.tolist()):

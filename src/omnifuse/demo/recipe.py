@@ -80,7 +80,7 @@ def demo_model() -> dict[str, Any]:
         # At each word of a question that names an object, the state after the first LM layer must say the
         # object's column and row (4 bins each): the lookup the LM never learned from answers alone
         # (position 42% -> see README "What mattered").
-        "grounding": {"layer": 1, "bins": 4, "weight": 1.0},
+        "grounding": {"layer": 1, "bins": 4, "weight": 1.0, "attend_layer": 0},
     }
 
 

@@ -11,6 +11,12 @@ attention hop, and the layers above then compare what it fetched (README "What m
 Enable it in the model config (`grounding: {layer: 1, bins: 4, weight: 1.0}`); the trainer adds
 `weight` x the summed cross-entropy of both axes to the token loss. Inference never runs it.
 
+With `attend_layer: L` the lookup itself is supervised too: the first attention head of decoder layer
+`L` is trained to look, from each grounded token, at the image token of the cell that holds the
+object's centre (`weight` x the summed negative log of that attention weight). The head above it then
+learns *where* from a lookup that is already right, instead of discovering the lookup through it
+(README "What mattered"). The LM then runs its eager attention, the one that returns attention weights.
+
 Example:
     >>> xy = torch.full((1, 3, 2), -1.0); xy[0, 1] = torch.tensor([0.9, 0.1])
     >>> grounding_targets(xy, bins=4)[0].tolist()  # column 3, row 0 at token 1
@@ -19,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,13 +39,14 @@ class GroundingSettings:
     layer: int = 1  # hidden state after this many decoder layers (0 = the input embeddings)
     bins: int = 4  # bins per axis
     weight: float = 1.0  # loss weight relative to the summed token loss
+    attend_layer: int | None = None  # decoder layer whose first head is trained to look at the named object
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], num_layers: int) -> GroundingSettings:
         """Checked settings; raises ValueError naming the bad field."""
         unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"grounding: unknown field(s) {unknown}; expected layer, bins, weight")
+            raise ValueError(f"grounding: unknown field(s) {unknown}; expected layer, bins, weight, attend_layer")
         settings = cls(**raw)
         if not isinstance(settings.layer, int) or not 0 <= settings.layer <= num_layers:
             raise ValueError(f"grounding.layer must be an integer in [0, {num_layers}], got {settings.layer!r}")
@@ -46,6 +54,9 @@ class GroundingSettings:
             raise ValueError(f"grounding.bins must be an integer >= 2, got {settings.bins!r}")
         if not isinstance(settings.weight, int | float) or not settings.weight > 0:
             raise ValueError(f"grounding.weight must be a positive number, got {settings.weight!r}")
+        attend = settings.attend_layer
+        if attend is not None and (not isinstance(attend, int) or not 0 <= attend < num_layers):
+            raise ValueError(f"grounding.attend_layer must be an integer in [0, {num_layers - 1}], got {attend!r}")
         return settings
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,4 +111,70 @@ def grounding_hits(
     return int((logits.argmax(-1) == bins).all(-1).sum()), len(bins)
 
 
-__all__ = ["GroundingHead", "GroundingSettings", "grounding_hits", "grounding_loss_sum", "grounding_targets"]
+def _last_image_before(is_placeholder: torch.Tensor, token: int) -> torch.Tensor:
+    """Positions of the last run of consecutive placeholder tokens before `token` in one row."""
+    positions = is_placeholder[:token].nonzero().flatten()
+    if len(positions) == 0:
+        raise ValueError(f"grounded token {token} follows no image tokens: its object has no picture to look at")
+    breaks = (positions[1:] - positions[:-1] != 1).nonzero().flatten()
+    return positions[int(breaks[-1]) + 1 :] if len(breaks) else positions
+
+
+def looked_at_tokens(input_ids: torch.Tensor, placeholder_id: int, grounding_xy: torch.Tensor) -> torch.Tensor:
+    """(n,) for each grounded token (in `grounding_targets` order): the position of the image token whose
+    cell holds the object's centre, in the last image before it (its tokens a square grid, raster order)."""
+    where = (grounding_xy[..., 0] >= 0).nonzero()
+    looked_at = []
+    for row, token in where.tolist():
+        grid = _last_image_before(input_ids[row] == placeholder_id, token)
+        side = math.isqrt(len(grid))
+        if side * side != len(grid):
+            raise ValueError(
+                f"row {row}: the image before grounded token {token} has {len(grid)} tokens, not a square grid; "
+                "grounding.attend_layer needs one token per cell"
+            )
+        column, line = (min(int(v * side), side - 1) for v in grounding_xy[row, token].tolist())
+        looked_at.append(int(grid[line * side + column]))
+    return torch.tensor(looked_at, dtype=torch.long, device=input_ids.device)
+
+
+def attention_loss_sum(
+    settings: GroundingSettings,
+    attentions: tuple[torch.Tensor, ...],
+    input_ids: torch.Tensor,
+    placeholder_id: int,
+    grounding_xy: torch.Tensor,
+) -> torch.Tensor:
+    """`weight` x summed -log(attention weight) of layer `attend_layer`'s first head, from each grounded token
+    to the image token of its object's cell (float32). `attentions`: per layer (batch, heads, query, key)."""
+    where = (grounding_xy[..., 0] >= 0).nonzero()
+    keys = looked_at_tokens(input_ids, placeholder_id, grounding_xy)
+    weights = attentions[settings.attend_layer][where[:, 0], 0, where[:, 1], keys].float()
+    return -weights.clamp_min(1e-6).log().sum() * settings.weight
+
+
+@torch.no_grad()
+def lookup_hits(
+    settings: GroundingSettings,
+    attentions: tuple[torch.Tensor, ...],
+    input_ids: torch.Tensor,
+    placeholder_id: int,
+    grounding_xy: torch.Tensor,
+) -> int:
+    """Grounded tokens from which layer `attend_layer`'s first head looks hardest at the object's image token."""
+    where = (grounding_xy[..., 0] >= 0).nonzero()
+    keys = looked_at_tokens(input_ids, placeholder_id, grounding_xy)
+    looked = attentions[settings.attend_layer][where[:, 0], 0, where[:, 1]].argmax(-1)
+    return int((looked == keys).sum())
+
+
+__all__ = [
+    "GroundingHead",
+    "GroundingSettings",
+    "attention_loss_sum",
+    "grounding_hits",
+    "grounding_loss_sum",
+    "grounding_targets",
+    "looked_at_tokens",
+    "lookup_hits",
+]

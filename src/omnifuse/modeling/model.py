@@ -86,7 +86,17 @@ class OmniForConditionalGeneration(PartsMixin, OmniPreTrainedModel, GenerationMi
 
     def _grounding_head(self, raw: dict) -> GroundingHead:
         settings = GroundingSettings.from_dict(raw, self.config.text_config.num_hidden_layers)
+        if settings.attend_layer is not None:
+            self.image_placeholder_id()  # raises without an image modality
+            self.language_model.set_attn_implementation("eager")  # the attention kind that returns its weights
         return GroundingHead(settings, self.config.text_config.hidden_size)
+
+    def image_placeholder_id(self) -> int:
+        """The placeholder token of the first image-kind modality: grounded boxes are fractions of its picture."""
+        for spec in self.config.modality_specs().values():
+            if spec.kind == "image":
+                return spec.placeholder_token_id
+        raise ValueError("grounding.attend_layer looks at image tokens, and this model has no image modality")
 
     @property
     def grounding_settings(self) -> GroundingSettings | None:

@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import send_to_device
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from omnifuse.data.collator import is_empty_batch
-from omnifuse.modeling.grounding import GroundingSettings, grounding_loss_sum
+from omnifuse.modeling.grounding import GroundingSettings, attention_loss_sum, grounding_loss_sum
 from omnifuse.processing.chat import IGNORE_INDEX
 from omnifuse.processing.grounding import GROUNDING_KEY
 from omnifuse.training.checkpoint import SHARDED_TYPES
@@ -54,38 +55,53 @@ def token_count(batch: Batch) -> int:
     return int(mask.sum()) if mask is not None and mask.dim() == 2 else batch["input_ids"].numel()
 
 
-def grounding_head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, GroundingSettings] | None:
-    """The omnifuse model's grounding head (or peft's trained copy of it) and its settings, through DDP and
-    peft wrappers; None without a head."""
+def grounding_head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, GroundingSettings, nn.Module] | None:
+    """The omnifuse model's grounding head (or peft's trained copy of it), its settings and the omnifuse model
+    itself, through DDP and peft wrappers; None without a head."""
     omni = base_of(getattr(model, "module", model))  # DistributedDataParallel keeps the model under .module
     head = getattr(omni, "grounding_head", None)
-    return None if head is None else (head, omni.grounding_settings)
+    return None if head is None else (head, omni.grounding_settings, omni)
 
 
 def token_loss_sum(model: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
     """Summed next-token cross-entropy over the supervised tokens of one micro-batch (float32), plus the
-    grounding head's loss where the batch grounds phrases (`grounding_xy`) and the model has the head."""
+    grounding head's loss (and its attention loss, with `attend_layer`) where the batch grounds phrases
+    (`grounding_xy`) and the model has the head."""
     batch = send_to_device(dict(batch), device)
     targets = batch.pop(GROUNDING_KEY, None)
     grounding = grounding_head_of(model)
-    hidden_states: list | None = [] if grounding is not None and targets is not None else None
-    loss = _next_token_loss_sum(model, batch, hidden_states)
+    grounded = grounding is not None and targets is not None
+    hidden_states: list | None = [] if grounded else None
+    attentions: list | None = [] if grounded and grounding[1].attend_layer is not None else None
+    loss = _next_token_loss_sum(model, batch, hidden_states, attentions)
     if grounding is None:
         return loss
-    head, settings = grounding
+    head, settings, omni = grounding
     if hidden_states is None:  # nothing grounded here: zero gradients keep DDP's reducer complete
         return loss + sum(p.sum() * 0 for p in head.parameters() if p.requires_grad)
-    return loss + grounding_loss_sum(head, settings, hidden_states, targets)
+    loss = loss + grounding_loss_sum(head, settings, hidden_states, targets)
+    if attentions is None:
+        return loss
+    return loss + attention_loss_sum(settings, attentions, batch["input_ids"], omni.image_placeholder_id(), targets)
 
 
-def _next_token_loss_sum(model: torch.nn.Module, batch: Batch, hidden_states: list | None) -> torch.Tensor:
-    sparse = supervised_loss_sum(model, batch, hidden_states)  # head on supervised positions only, where allowed
+def _next_token_loss_sum(
+    model: torch.nn.Module, batch: Batch, hidden_states: list | None, attentions: list | None = None
+) -> torch.Tensor:
+    sparse = supervised_loss_sum(model, batch, hidden_states, attentions)  # head on supervised positions only
     if sparse is not None:
         return sparse
     labels = batch.pop("labels")
-    out = model(**batch, use_cache=False, output_hidden_states=hidden_states is not None)
+    out = model(
+        **batch,
+        use_cache=False,
+        output_hidden_states=hidden_states is not None,
+        output_attentions=attentions is not None,
+    )
     if hidden_states is not None:
         hidden_states.extend(out.hidden_states)
+    if attentions is not None:
+        attentions.extend(out.attentions)
     vocab = out.logits.shape[-1]
     return F.cross_entropy(
         out.logits[:, :-1].reshape(-1, vocab).float(),
@@ -160,8 +176,6 @@ def evaluate(
     runner.train(was_training)
     sums = accelerator.reduce(sums, "sum")
     return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
-
-
 
 
 def apply_update(accelerator, model, optimizer, scheduler, max_grad_norm: float | None) -> float | None:

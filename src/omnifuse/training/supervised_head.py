@@ -44,12 +44,12 @@ def _split_lm(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
 
 
 def supervised_loss_sum(
-    model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: list | None = None
+    model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: list | None = None, attentions: list | None = None
 ) -> torch.Tensor | None:
     """Summed next-token cross-entropy (float32) over supervised tokens, or None when the model does not qualify.
 
-    With a `hidden_states` list, the decoder's per-layer hidden states are appended to it (for a
-    grounding head)."""
+    With a `hidden_states` (`attentions`) list, the decoder's per-layer hidden states (attention weights)
+    are appended to it (for a grounding head)."""
     parts = _split_lm(model)
     if parts is None:
         return None
@@ -63,10 +63,13 @@ def supervised_loss_sum(
         position_ids=batch.get("position_ids"),
         use_cache=False,
         output_hidden_states=hidden_states is not None,
+        output_attentions=attentions is not None,
     )
     hidden = out.last_hidden_state
     if hidden_states is not None:
         hidden_states.extend(out.hidden_states)
+    if attentions is not None:
+        attentions.extend(out.attentions)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     logits = head(hidden[:, :-1][keep])

@@ -262,6 +262,8 @@ def adapt_mix(run: Run, sr: StageRun) -> None:
     weakest = ", ".join(f"{name} {value:.2f}" for name, value in sorted(accuracy.items(), key=lambda kv: kv[1])[:4])
     grounding = run.train_set.grounding_accuracy
     grounded = f"; grounding {grounding:.2f}" if grounding is not None else ""
+    if run.train_set.lookup_accuracy is not None:
+        grounded += f", lookup {run.train_set.lookup_accuracy:.2f}"
     log(f"step {run.state.global_step}: probe accuracy, weakest types: {weakest}{grounded}", run.is_main)
 
 
