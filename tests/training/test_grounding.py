@@ -95,12 +95,15 @@ def test_a_batch_without_regions_gives_the_head_zero_gradients(grounded):
     assert all(g is not None and not g.any() for g in grads)  # present (DDP needs them), and zero
 
 
-@pytest.mark.parametrize("lora", [None, {"r": 4}], ids=["full LM", "LoRA"])
-def test_recipe_trains_and_saves_the_head(tiny_model, bench, tmp_path, lora):
+@pytest.mark.parametrize(
+    ("lora", "attend_layer"), [(None, None), ({"r": 4}, 0)], ids=["full LM", "LoRA, supervised lookup"]
+)
+def test_recipe_trains_and_saves_the_head(tiny_model, bench, tmp_path, lora, attend_layer):
     stage = {"name": "sft", "max_steps": 3, "batch_size": 8, "lr": {"language_model": 1e-2}, "eval_every": 3}
+    grounding = {**GROUNDING, "attend_layer": attend_layer}
     recipe = validate_recipe(
         {
-            "model": {**tiny_model, "grounding": GROUNDING},
+            "model": {**tiny_model, "grounding": grounding},
             "data": {"train": str(bench), "eval": str(bench), "max_length": 128},
             "stages": [{**stage, "lora": lora} if lora else stage],
             "output_dir": str(tmp_path / "run"),
@@ -112,7 +115,7 @@ def test_recipe_trains_and_saves_the_head(tiny_model, bench, tmp_path, lora):
         train(recipe)
     assert "grounding_head" in stderr.getvalue()  # the stage's trainable-parts line names it
     saved = OmniForConditionalGeneration.from_pretrained(tmp_path / "run")
-    assert saved.config.grounding == {**GROUNDING, "attend_layer": None}
+    assert saved.config.grounding == grounding
     assert not torch.equal(saved.grounding_head.linear.weight, before)
 
 
