@@ -138,6 +138,20 @@ def looked_at_tokens(input_ids: torch.Tensor, placeholder_id: int, grounding_xy:
     return torch.tensor(looked_at, dtype=torch.long, device=input_ids.device)
 
 
+def _first_head_rows(
+    settings: GroundingSettings,
+    attentions: tuple[torch.Tensor, ...],
+    input_ids: torch.Tensor,
+    placeholder_id: int,
+    grounding_xy: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, keys) attention of layer `attend_layer`'s first head from each grounded token, and the (n,)
+    position of the image token each should look at. `attentions`: per layer (batch, heads, query, key)."""
+    where = (grounding_xy[..., 0] >= 0).nonzero()
+    rows = attentions[settings.attend_layer][where[:, 0], 0, where[:, 1]]
+    return rows, looked_at_tokens(input_ids, placeholder_id, grounding_xy)
+
+
 def attention_loss_sum(
     settings: GroundingSettings,
     attentions: tuple[torch.Tensor, ...],
@@ -146,10 +160,9 @@ def attention_loss_sum(
     grounding_xy: torch.Tensor,
 ) -> torch.Tensor:
     """`weight` x summed -log(attention weight) of layer `attend_layer`'s first head, from each grounded token
-    to the image token of its object's cell (float32). `attentions`: per layer (batch, heads, query, key)."""
-    where = (grounding_xy[..., 0] >= 0).nonzero()
-    keys = looked_at_tokens(input_ids, placeholder_id, grounding_xy)
-    weights = attentions[settings.attend_layer][where[:, 0], 0, where[:, 1], keys].float()
+    to the image token of its object's cell (float32)."""
+    rows, keys = _first_head_rows(settings, attentions, input_ids, placeholder_id, grounding_xy)
+    weights = rows[torch.arange(len(keys)), keys].float()
     return -weights.clamp_min(1e-6).log().sum() * settings.weight
 
 
@@ -162,10 +175,8 @@ def lookup_hits(
     grounding_xy: torch.Tensor,
 ) -> int:
     """Grounded tokens from which layer `attend_layer`'s first head looks hardest at the object's image token."""
-    where = (grounding_xy[..., 0] >= 0).nonzero()
-    keys = looked_at_tokens(input_ids, placeholder_id, grounding_xy)
-    looked = attentions[settings.attend_layer][where[:, 0], 0, where[:, 1]].argmax(-1)
-    return int((looked == keys).sum())
+    rows, keys = _first_head_rows(settings, attentions, input_ids, placeholder_id, grounding_xy)
+    return int((rows.argmax(-1) == keys).sum())
 
 
 __all__ = [

@@ -55,7 +55,7 @@ def token_count(batch: Batch) -> int:
     return int(mask.sum()) if mask is not None and mask.dim() == 2 else batch["input_ids"].numel()
 
 
-def grounding_head_of(model: torch.nn.Module) -> tuple[torch.nn.Module, GroundingSettings, nn.Module] | None:
+def grounding_of(model: torch.nn.Module) -> tuple[torch.nn.Module, GroundingSettings, nn.Module] | None:
     """The omnifuse model's grounding head (or peft's trained copy of it), its settings and the omnifuse model
     itself, through DDP and peft wrappers; None without a head."""
     omni = base_of(getattr(model, "module", model))  # DistributedDataParallel keeps the model under .module
@@ -69,7 +69,7 @@ def token_loss_sum(model: torch.nn.Module, batch: Batch, device: torch.device) -
     (`grounding_xy`) and the model has the head."""
     batch = send_to_device(dict(batch), device)
     targets = batch.pop(GROUNDING_KEY, None)
-    grounding = grounding_head_of(model)
+    grounding = grounding_of(model)
     grounded = grounding is not None and targets is not None
     hidden_states: list | None = [] if grounded else None
     attentions: list | None = [] if grounded and grounding[1].attend_layer is not None else None
